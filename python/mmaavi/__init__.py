@@ -1,0 +1,12 @@
+"""mmaavi: mosaic integration of single-cell multi-omics data with mmAAVI.
+
+mmAAVI (Rong et al., Briefings in Bioinformatics 2024, doi 10.1093/bib/bbae540) embeds cells
+measured in any subset of modalities (RNA, ATAC, ADT, ...) into one batch-corrected latent space.
+"""
+
+__version__ = "0.1.0"
+
+from . import data, datasets, graph  # noqa: E402
+from .model import MMAAVI  # noqa: E402
+
+__all__ = ["MMAAVI", "__version__", "data", "datasets", "graph"]

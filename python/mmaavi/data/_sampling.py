@@ -1,0 +1,156 @@
+"""Train/validation split and minibatch schedules (MODEL.md section 7).
+
+All randomness comes from :class:`numpy.random.Generator` objects, so a seed makes every split and
+epoch reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def _as_codes(batch_codes: np.ndarray, name: str) -> np.ndarray:
+    codes = np.asarray(batch_codes)
+    if codes.ndim != 1 or not np.issubdtype(codes.dtype, np.integer):
+        raise TypeError(
+            f"{name}: expected a 1-D integer array of batch codes, found dtype {codes.dtype} with "
+            f"shape {codes.shape}."
+        )
+    return codes
+
+
+def train_val_split(
+    batch_codes: np.ndarray, validation_size: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of cell positions into training and validation, stratified by batch.
+
+    Each batch contributes ``round(validation_size * n_b)`` cells to validation, but a batch with
+    at least 2 cells always keeps at least one training cell and a batch of 1 cell stays in
+    training.
+
+    Parameters
+    ----------
+    batch_codes
+        Int (n_cells,) batch code of every cell.
+    validation_size
+        Fraction of each batch held out, in ``[0, 1)``; 0 gives an empty validation set.
+    seed
+        Seed of the :class:`numpy.random.Generator`.
+
+    Returns
+    -------
+    train_idx, val_idx
+        Sorted int64 arrays of cell positions.
+    """
+    codes = _as_codes(batch_codes, "batch_codes")
+    if not 0.0 <= float(validation_size) < 1.0:
+        raise ValueError(
+            f"validation_size must be in [0, 1), found {validation_size!r}; use e.g. 0.1 to hold "
+            "out 10% of the cells, or 0 for no validation."
+        )
+    rng = np.random.default_rng(seed)
+    val = []
+    for b in np.unique(codes):
+        members = np.flatnonzero(codes == b)
+        n_val = min(int(round(validation_size * members.size)), members.size - 1)
+        if n_val > 0:
+            val.append(rng.choice(members, size=n_val, replace=False))
+    val_idx = np.sort(np.concatenate(val)) if val else np.empty(0, dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(codes.size), val_idx)
+    return train_idx.astype(np.int64), val_idx.astype(np.int64)
+
+
+def default_batch_size(n_train: int) -> int:
+    """Default minibatch size, ``max(n_train // 65, 32)``."""
+    return max(int(n_train) // 65, 32)
+
+
+def _split(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Cut ``order`` into chunks of ``batch_size``; a size-1 tail joins the previous chunk."""
+    chunks = [order[i : i + batch_size] for i in range(0, order.size, batch_size)]
+    if len(chunks) > 1 and chunks[-1].size == 1:
+        tail = chunks.pop()
+        chunks[-1] = np.concatenate([chunks[-1], tail])
+    return chunks
+
+
+def balanced_epoch(
+    batch_codes: np.ndarray,
+    train_idx: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Minibatches of one balanced training epoch.
+
+    Every batch's training cells are drawn with replacement up to the size of the largest batch,
+    the draws are shuffled together and cut into minibatches of ``batch_size``. A final minibatch
+    of one cell is merged into the previous one (so one minibatch may hold ``batch_size + 1``
+    cells); batch-norm layers never see a single cell.
+
+    Parameters
+    ----------
+    batch_codes
+        Int (n_train,) batch code of each training cell, aligned with ``train_idx``.
+    train_idx
+        Int (n_train,) positions of the training cells in the full data.
+    batch_size
+        Minibatch size (>= 2).
+    rng
+        Random generator; pass the same seeded generator to reproduce a run.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Int64 arrays of cell positions (values from ``train_idx``).
+    """
+    codes = _as_codes(batch_codes, "batch_codes")
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    if codes.shape != train_idx.shape:
+        raise ValueError(
+            f"batch_codes has {codes.size} entries but train_idx has {train_idx.size}; pass the "
+            "batch codes of the training cells, e.g. batch[train_idx]."
+        )
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng: expected a numpy.random.Generator, found {type(rng).__name__}; use "
+            "numpy.random.default_rng(seed)."
+        )
+    _check_batch_size(batch_size)
+    if train_idx.size == 0:
+        raise ValueError("train_idx is empty: expected at least 2 training cells.")
+    batches = np.unique(codes)
+    per_batch = np.bincount(np.searchsorted(batches, codes))
+    n_max = int(per_batch.max())
+    draws = [rng.choice(train_idx[codes == b], size=n_max, replace=True) for b in batches]
+    order = rng.permutation(np.concatenate(draws))
+    if order.size < 2:
+        raise ValueError(
+            "an epoch would be a single minibatch of 1 cell, which batch normalisation cannot "
+            "train on; expected at least 2 training cells."
+        )
+    return _split(order, int(batch_size))
+
+
+def sequential_batches(n: int, batch_size: int) -> list[np.ndarray]:
+    """Consecutive minibatches ``[0, bs), [bs, 2 bs), ...`` over ``n`` cells, for inference.
+
+    The last minibatch may hold a single cell (inference runs in eval mode).
+    """
+    _check_batch_size(batch_size, minimum=1)
+    if int(n) < 0:
+        raise ValueError(f"n must be >= 0, found {n}.")
+    return [
+        np.arange(i, min(i + int(batch_size), int(n)), dtype=np.int64)
+        for i in range(0, int(n), int(batch_size))
+    ]
+
+
+def _check_batch_size(batch_size: int, minimum: int = 2) -> None:
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool):
+        raise TypeError(f"batch_size: expected an int, found {type(batch_size).__name__}.")
+    if batch_size < minimum:
+        raise ValueError(f"batch_size must be >= {minimum}, found {batch_size}.")

@@ -1,0 +1,549 @@
+"""``MMAAVI``: the user-facing model. It owns the data, training, every output and save/load."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .data import LIKELIHOODS, MosaicData, sequential_batches, setup_mosaic
+from .graph import GUIDANCE_KEY, graph_tensors
+from .module import LossWeights, MMAAVIModule
+from .train import TrainingPlan, train_module
+
+logger = logging.getLogger(__name__)
+
+#: version of the on-disk layout written by :meth:`MMAAVI.save`
+FORMAT_VERSION = 1
+_WEIGHTS_FILE = "model.pt"
+_META_FILE = "model.json"
+#: co-observation count above which two modalities count as paired (mix-weight heuristic)
+_PAIRED_CELLS = 10
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' was asked for but torch sees no CUDA GPU; use device='cpu'."
+        )
+    return device
+
+
+class MMAAVI:
+    """Mosaic integration with mmAAVI (Rong et al. 2024, doi 10.1093/bib/bbae540).
+
+    Parameters
+    ----------
+    mdata
+        A MuData from :func:`mmaavi.data.mosaic` (or one modality per ``mdata.mod`` entry, each
+        holding the cells that measured it, raw counts in ``X``). Outputs are written into it
+        (``obsm["X_mmaavi"]``, ``uns["mmaavi"]``); nothing else is modified.
+    batch_key
+        Column of ``mdata.obs`` with the batch of each cell.
+    n_components
+        Number of mixture components K. Required without labels; with ``label_key`` it defaults
+        to the number of classes (a larger value adds unlabelled components).
+    label_key
+        Column of ``mdata.obs`` with cell labels for semi-supervised mode (missing = unlabelled).
+    adversarial_key
+        Column the discriminator learns to predict and the encoder learns to hide (default: the
+        batch). With a single category the discriminator is off.
+    unlabeled_category
+        A label value that means "unlabelled", besides missing values.
+    likelihoods
+        One of ``"nb"`` (default), ``"zinb"``, ``"bernoulli"``, ``"normal"`` for every modality, or
+        a mapping modality -> likelihood.
+    transform
+        Encoder input transform, ``"log1p_norm"`` (default) or ``"lsi_pca"``; or a mapping per
+        modality.
+    graph
+        Guidance graph: an edge list DataFrame or a sparse adjacency over the concatenated
+        features (see :func:`mmaavi.graph.graph_tensors`). Default: the graph stored in
+        ``mdata.uns["mmaavi_guidance"]`` if any, else self-loops only.
+    n_latent, n_latent_u
+        Dimensions of z (the embedding) and u.
+    encoder_hidden
+        Widths of each modality's encoder; the last is the fused representation's width.
+    mix_weight
+        Weight of the decoders' dot branch in (0, 1); ``"auto"``: 0.9 when two modalities are
+        measured together in more than 10 cells, else 0.99.
+    dropout
+        Dropout rate.
+    reversal
+        Gradient-reversal factor of the batch discriminator.
+    label_smoothing
+        Label smoothing of the discriminator.
+
+    Examples
+    --------
+    >>> mdata = mmaavi.datasets.bmmc_mosaic()
+    >>> model = mmaavi.MMAAVI(mdata, batch_key="batch", n_components=8)
+    >>> model.train(max_epochs=300, seed=0)
+    >>> z = model.get_latent_representation()
+    """
+
+    def __init__(
+        self,
+        mdata,
+        batch_key: str = "batch",
+        n_components: int | None = None,
+        label_key: str | None = None,
+        *,
+        adversarial_key: str | None = None,
+        unlabeled_category: Any = None,
+        likelihoods: str | Mapping[str, str] = "nb",
+        transform: str | Mapping[str, str] = "log1p_norm",
+        graph: Any = None,
+        n_latent: int = 30,
+        n_latent_u: int = 30,
+        encoder_hidden: Sequence[int] = (256, 256, 200),
+        mix_weight: float | str = "auto",
+        dropout: float = 0.2,
+        reversal: float = 20.0,
+        label_smoothing: float = 0.1,
+    ) -> None:
+        if isinstance(likelihoods, str):
+            if likelihoods not in LIKELIHOODS:
+                raise ValueError(
+                    f"likelihoods must be one of {LIKELIHOODS}; found {likelihoods!r}."
+                )
+            likelihoods = dict.fromkeys(mdata.mod, likelihoods)
+        self.mdata = mdata
+        self.data: MosaicData = setup_mosaic(
+            mdata,
+            batch_key,
+            adversarial_key=adversarial_key,
+            label_key=label_key,
+            unlabeled_category=unlabeled_category,
+            likelihoods=dict(likelihoods),
+            transform=transform if isinstance(transform, str) else dict(transform),
+        )
+        data = self.data
+        n_classes = 0 if data.label_categories is None else len(data.label_categories)
+        if n_components is None:
+            if n_classes == 0:
+                raise ValueError(
+                    "n_components is required without labels: pass the number of mixture "
+                    "components, e.g. MMAAVI(mdata, n_components=8), or give label_key."
+                )
+            n_components = n_classes
+        n_components = int(n_components)
+        if n_components < max(n_classes, 1):
+            raise ValueError(
+                f"n_components must be at least the number of label classes ({n_classes}); "
+                f"found {n_components}."
+            )
+        mix_weight = self._resolve_mix_weight(mix_weight)
+        if graph is None and GUIDANCE_KEY in getattr(mdata, "uns", {}):
+            graph = mdata.uns[GUIDANCE_KEY]
+        edge_index, edge_weight, edge_sign = graph_tensors(graph, data.var_names)
+
+        self.init_params: dict[str, Any] = {
+            "batch_key": batch_key,
+            "n_components": n_components,
+            "label_key": label_key,
+            "adversarial_key": adversarial_key,
+            "unlabeled_category": unlabeled_category,
+            "likelihoods": dict(data.likelihoods),
+            "transform": transform if isinstance(transform, str) else dict(transform),
+            "n_latent": int(n_latent),
+            "n_latent_u": int(n_latent_u),
+            "encoder_hidden": [int(h) for h in encoder_hidden],
+            "mix_weight": mix_weight,
+            "dropout": float(dropout),
+            "reversal": float(reversal),
+            "label_smoothing": float(label_smoothing),
+        }
+        self.module = MMAAVIModule(
+            n_inputs={m: data.n_input(m) for m in data.modalities},
+            n_features={m: data.n_features(m) for m in data.modalities},
+            n_batches=data.n_batches,
+            n_adversarial=len(data.adv_categories),
+            n_components=n_components,
+            likelihoods=data.likelihoods,
+            edge_index=edge_index,
+            edge_weight=edge_weight,
+            edge_sign=edge_sign,
+            n_latent=n_latent,
+            n_latent_u=n_latent_u,
+            encoder_hidden=encoder_hidden,
+            mix_weight=mix_weight,
+            dropout=dropout,
+            reversal=reversal,
+            label_smoothing=label_smoothing,
+        )
+        self.is_trained = False
+        self.history = pd.DataFrame()
+        self.train_info: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+        logger.info("mmaavi model: %s", self.init_params)
+
+    def __repr__(self) -> str:
+        mods = ", ".join(f"{m}: {self.data.n_features(m)} features" for m in self.data.modalities)
+        return (
+            f"MMAAVI({self.data.n_cells} cells, {self.data.n_batches} batches, {mods}; "
+            f"K={self.init_params['n_components']}, trained={self.is_trained})"
+        )
+
+    def _resolve_mix_weight(self, mix_weight: float | str) -> float:
+        if mix_weight == "auto":
+            mask = self.data.obs_mask.astype(np.int64)
+            together = mask.T @ mask
+            np.fill_diagonal(together, 0)
+            return 0.9 if together.max(initial=0) > _PAIRED_CELLS else 0.99
+        if isinstance(mix_weight, str) or not 0.0 < float(mix_weight) < 1.0:
+            raise ValueError(
+                f"mix_weight must be 'auto' or a number in (0, 1); found {mix_weight!r}."
+            )
+        return float(mix_weight)
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int = 300,
+        *,
+        lr: float = 2e-3,
+        batch_size: int | None = None,
+        validation_size: float = 0.1,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        progress: str = "auto",
+        early_stopping_patience: int = 10,
+        lr_patience: int = 5,
+        lr_factor: float = 0.1,
+        max_lr_cuts: int = 3,
+        weight_kl_z: float = 1.0,
+        weight_kl_u: float = 1.0,
+        weight_kl_c: float = 1.0,
+        weight_kl_v: float = 0.01,
+        weight_graph: float | None = None,
+        weight_sup: float = 1.0,
+        weight_disc: float = 1.0,
+    ) -> MMAAVI:
+        """Fit the model (MODEL.md §7); the best weights by validation loss are kept.
+
+        Parameters
+        ----------
+        max_epochs
+            Upper bound on epochs; training also stops at the ``max_lr_cuts``-th learning-rate
+            cut or after ``early_stopping_patience`` epochs without improvement.
+        lr
+            RMSprop learning rate.
+        batch_size
+            Minibatch size; default ``max(n_train // 65, 32)``.
+        validation_size
+            Fraction of cells held out (seeded, per batch) to monitor the loss.
+        seed
+            Seeds the split, the sampling and torch: the same seed gives the same model on CPU.
+        device
+            ``"cpu"`` (default) or ``"cuda"``.
+        progress
+            ``"auto"`` (a bar in a terminal, plain lines otherwise), ``"bar"``, ``"lines"``, ``"none"``.
+        weight_*
+            Loss weights; ``weight_graph=None`` means the number of modalities.
+
+        Returns
+        -------
+        The model, trained. ``history`` holds one row per epoch with every named loss term.
+        """
+        for name, value in {
+            "max_epochs": max_epochs,
+            "early_stopping_patience": early_stopping_patience,
+            "lr_patience": lr_patience,
+            "max_lr_cuts": max_lr_cuts,
+        }.items():
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer; found {value!r}.")
+        if not 0.0 <= validation_size < 1.0:
+            raise ValueError(f"validation_size must be in [0, 1); found {validation_size!r}.")
+        self.device = _resolve_device(device)
+        plan = TrainingPlan(
+            max_epochs=int(max_epochs),
+            lr=float(lr),
+            batch_size=None if batch_size is None else int(batch_size),
+            validation_size=float(validation_size),
+            seed=int(seed),
+            lr_factor=float(lr_factor),
+            lr_patience=int(lr_patience),
+            max_lr_cuts=int(max_lr_cuts),
+            early_stopping_patience=int(early_stopping_patience),
+            weights=LossWeights(
+                kl_z=weight_kl_z,
+                kl_u=weight_kl_u,
+                kl_c=weight_kl_c,
+                kl_v=weight_kl_v,
+                graph=weight_graph,
+                sup=weight_sup,
+                disc=weight_disc,
+            ),
+        )
+        result = train_module(self.module, self.data, plan, self.device, progress)
+        self.history = pd.DataFrame(result.history)
+        self.train_info = {
+            "max_epochs": plan.max_epochs,
+            "lr": plan.lr,
+            "batch_size": result.batch_size,
+            "validation_size": plan.validation_size,
+            "seed": plan.seed,
+            "n_epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "stop_reason": result.stop_reason,
+            "n_train": result.n_train,
+            "n_validation": result.n_validation,
+        }
+        self.is_trained = True
+        self._store_uns()
+        return self
+
+    def _store_uns(self) -> None:
+        entry = {k: v for k, v in self.init_params.items() if v is not None}
+        entry["train"] = dict(self.train_info)
+        entry["version"] = __version__
+        entry["modalities"] = list(self.data.modalities)
+        self.mdata.uns["mmaavi"] = entry
+
+    def _check_trained(self) -> None:
+        if not self.is_trained:
+            raise RuntimeError("The model is not trained yet: call model.train() first.")
+
+    # ------------------------------------------------------------------ outputs
+    @torch.no_grad()
+    def _encode(self, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """Posterior mean of z, attention weights and q(c|z) for every cell, in chunks."""
+        self._check_trained()
+        self.module.eval()
+        outs: dict[str, list[np.ndarray]] = {"z": [], "attention": [], "components": []}
+        for chunk in sequential_batches(self.data.n_cells, batch_size):
+            batch = {k: v.to(self.device) for k, v in self.data.minibatch(chunk).items()}
+            qz, attention = self.module.encode(batch)
+            outs["z"].append(qz.loc.cpu().numpy())
+            outs["attention"].append(attention.cpu().numpy())
+            outs["components"].append(self.module.component_probabilities(qz.loc).cpu().numpy())
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def get_latent_representation(self, key_added: str = "X_mmaavi") -> np.ndarray:
+        """Posterior mean of z, (n_cells, n_latent), rows in ``mdata.obs_names`` order.
+
+        Also stored in ``mdata.obsm[key_added]``.
+        """
+        z = self._encode()["z"]
+        self.mdata.obsm[key_added] = z
+        return z
+
+    def get_attention(self) -> pd.DataFrame:
+        """Attention weight of each modality per cell (rows sum to 1; 0 where not measured)."""
+        att = self._encode()["attention"]
+        return pd.DataFrame(att, index=self.data.obs_names, columns=list(self.data.modalities))
+
+    def get_component_probabilities(self) -> pd.DataFrame:
+        """q(c|z) per cell, (n_cells, n_components); columns are class names when labelled."""
+        probs = self._encode()["components"]
+        return pd.DataFrame(probs, index=self.data.obs_names, columns=self._component_names())
+
+    def _component_names(self) -> list[str]:
+        names = (
+            [str(c) for c in self.data.label_categories]
+            if self.data.label_categories is not None
+            else []
+        )
+        return names + [
+            f"component_{k}" for k in range(len(names), self.init_params["n_components"])
+        ]
+
+    def predict_labels(self) -> pd.DataFrame:
+        """Predicted class and class probabilities per cell (semi-supervised mode only).
+
+        Extra components beyond the classes are left out and the probabilities renormalised.
+        """
+        if self.data.label_categories is None:
+            raise ValueError(
+                "predict_labels needs a model built with label_key=...; this one has none."
+            )
+        probs = self._encode()["components"][:, : len(self.data.label_categories)]
+        probs = probs / probs.sum(axis=1, keepdims=True)
+        classes = list(self.data.label_categories)
+        table = pd.DataFrame(probs, index=self.data.obs_names, columns=[str(c) for c in classes])
+        table.insert(
+            0,
+            "label",
+            pd.Categorical(np.asarray(classes, dtype=object)[probs.argmax(1)], categories=classes),
+        )
+        return table
+
+    @torch.no_grad()
+    def get_feature_embeddings(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Mean and standard deviation of q(V), each (n_features_total, n_latent).
+
+        Rows are indexed by (modality, feature).
+        """
+        self._check_trained()
+        self.module.eval()
+        qv = self.module.feature_embeddings()
+        index = pd.MultiIndex.from_tuples(
+            [(m, f) for m in self.data.modalities for f in self.data.var_names[m]],
+            names=["modality", "feature"],
+        )
+        return (
+            pd.DataFrame(qv.loc.cpu().numpy(), index=index),
+            pd.DataFrame(qv.scale.cpu().numpy(), index=index),
+        )
+
+    @torch.no_grad()
+    def impute(
+        self,
+        modality: str,
+        batch: str | None = None,
+        library_size: float = 1e4,
+        batch_size: int = 1024,
+    ) -> pd.DataFrame:
+        """Decode ``modality`` for every cell, including cells that never measured it.
+
+        Parameters
+        ----------
+        modality
+            Modality to decode.
+        batch
+            Reference batch whose decoder parameters are used; ``None`` averages over batches.
+        library_size
+            Fixed library size of count models (the output is expression per ``library_size``);
+            ignored by Bernoulli (probabilities) and Normal (means).
+
+        Returns
+        -------
+        DataFrame (n_cells, n_features of ``modality``).
+        """
+        self._check_trained()
+        if modality not in self.data.modalities:
+            raise KeyError(
+                f"Unknown modality {modality!r}; expected one of {list(self.data.modalities)}."
+            )
+        if batch is None:
+            batches = np.arange(self.data.n_batches)
+        else:
+            pos = self.data.batch_categories.get_indexer([batch])[0]
+            if pos < 0:
+                raise KeyError(
+                    f"Unknown batch {batch!r}; expected one of {list(self.data.batch_categories)}."
+                )
+            batches = np.array([pos])
+        self.module.eval()
+        v = self.module.feature_embeddings().loc
+        z_all = torch.as_tensor(self._encode()["z"], device=self.device)
+        scale = 1.0 if self.data.likelihoods[modality] in ("bernoulli", "normal") else library_size
+        out = []
+        for chunk in sequential_batches(self.data.n_cells, batch_size):
+            z = z_all[torch.as_tensor(chunk, device=self.device)]
+            acc = torch.zeros(len(chunk), self.data.n_features(modality), device=self.device)
+            for b in batches:
+                b_idx = torch.full((len(chunk),), int(b), dtype=torch.long, device=self.device)
+                acc += self.module.decode_normalised(modality, z, v, b_idx, 1.0)
+            out.append((acc / len(batches) * scale).cpu().numpy())
+        return pd.DataFrame(
+            np.concatenate(out), index=self.data.obs_names, columns=self.data.var_names[modality]
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the model to a directory: weights (``model.pt``) and metadata (``model.json``).
+
+        The data are not saved; pass the same MuData to :meth:`load`.
+        """
+        path = Path(path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise FileExistsError(
+                f"{path} exists and is not empty; pass overwrite=True to replace it."
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "mmaavi_version": __version__,
+            "init_params": self.init_params,
+            "modalities": list(self.data.modalities),
+            "var_names": {
+                m: [str(f) for f in self.data.var_names[m]] for m in self.data.modalities
+            },
+            "batch_categories": [str(b) for b in self.data.batch_categories],
+            "is_trained": self.is_trained,
+            "train_info": self.train_info,
+            "history": self.history.to_dict(orient="list"),
+        }
+        state = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+        tmp = path / (_WEIGHTS_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path / _WEIGHTS_FILE)
+        (path / _META_FILE).write_text(json.dumps(meta, indent=1, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, mdata, device: str | torch.device = "cpu") -> MMAAVI:
+        """Load a model saved by :meth:`save` for the same data.
+
+        Weights are read with ``torch.load(weights_only=True)`` and metadata as JSON, so a model
+        file can never run code. The data must have the same modalities, features and batches.
+        """
+        path = Path(path)
+        meta_file, weights_file = path / _META_FILE, path / _WEIGHTS_FILE
+        if not meta_file.is_file() or not weights_file.is_file():
+            raise FileNotFoundError(
+                f"{path} is not an mmaavi model directory: expected {_META_FILE} and {_WEIGHTS_FILE}."
+            )
+        meta = json.loads(meta_file.read_text())
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(
+                f"{path} was written in model format {version!r}; this mmaavi ({__version__}) reads "
+                f"format {FORMAT_VERSION} and older. Upgrade mmaavi to load it."
+            )
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        params = dict(meta["init_params"])
+        graph = _graph_from_state(state, meta["var_names"])
+        model = cls(mdata, **params, graph=graph)
+        model._check_same_data(meta, path)
+        model.module.load_state_dict(state)
+        model.device = _resolve_device(device)
+        model.module.to(model.device)
+        model.is_trained = bool(meta["is_trained"])
+        model.train_info = meta.get("train_info", {})
+        model.history = pd.DataFrame(meta.get("history", {}))
+        return model
+
+    def _check_same_data(self, meta: dict, path: Path) -> None:
+        if list(self.data.modalities) != meta["modalities"]:
+            raise ValueError(
+                f"The model in {path} was trained on modalities {meta['modalities']}; the data have "
+                f"{list(self.data.modalities)}."
+            )
+        for m in self.data.modalities:
+            saved = meta["var_names"][m]
+            now = [str(f) for f in self.data.var_names[m]]
+            if saved != now:
+                diff = sorted(set(saved) ^ set(now))[:5]
+                raise ValueError(
+                    f"The features of modality '{m}' differ from those the model in {path} was trained "
+                    f"on ({len(saved)} saved, {len(now)} now; e.g. {diff or 'same names, other order'}). "
+                    "Load the model with the data it was trained on."
+                )
+        batches = [str(b) for b in self.data.batch_categories]
+        if batches != meta["batch_categories"]:
+            raise ValueError(
+                f"The batches differ from those the model in {path} was trained on "
+                f"({meta['batch_categories']} saved, {batches} now)."
+            )
+
+
+def _graph_from_state(state: Mapping[str, torch.Tensor], var_names: Mapping[str, list[str]]):
+    """The saved guidance graph as a sparse adjacency, so the module is rebuilt with it."""
+    import scipy.sparse as sp
+
+    index = state["graph.edge_index"].numpy()
+    values = (state["graph.edge_weight"] * state["graph.edge_sign"]).numpy()
+    n = sum(len(v) for v in var_names.values())
+    return sp.coo_matrix((values, (index[0], index[1])), shape=(n, n)).tocsr()

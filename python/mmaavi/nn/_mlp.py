@@ -1,0 +1,54 @@
+"""The fully connected block used throughout mmAAVI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def mlp(
+    n_in: int,
+    hidden: Sequence[int],
+    *,
+    dropout: float = 0.2,
+    batch_norm: bool = True,
+) -> nn.Sequential:
+    """Stack of ``Linear -> BatchNorm -> LeakyReLU(0.2) -> Dropout`` layers.
+
+    Parameters
+    ----------
+    n_in
+        Input width.
+    hidden
+        Width of each layer; the output width is ``hidden[-1]``. Empty gives the identity.
+    dropout
+        Dropout rate after each activation (0 disables it).
+    batch_norm
+        Whether to normalise each layer's pre-activation over the minibatch.
+    """
+    layers: list[nn.Module] = []
+    for n_out in hidden:
+        layers.append(nn.Linear(n_in, n_out))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(nn.LeakyReLU(0.2))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        n_in = n_out
+    return nn.Sequential(*layers)
+
+
+def run_batchnorm_safe(net: nn.Module, x):
+    """Run ``net`` on ``x``; a single cell in training mode uses BatchNorm's running statistics.
+
+    BatchNorm cannot normalise one sample, and a modality can be present in only one cell of a
+    minibatch in a mosaic.
+    """
+    if x.shape[0] != 1 or not net.training:
+        return net(x)
+    net.eval()
+    try:
+        return net(x)
+    finally:
+        net.train()

@@ -1,0 +1,155 @@
+"""Graph encoder of the feature embeddings V and the graph reconstruction loss (MODEL.md §5).
+
+Every feature of every modality is a node of one signed, weighted guidance graph. Its learnable
+node table is propagated one step along the graph and mapped to a Normal posterior over V;
+``V`` links z to the features in the decoders' dot branch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
+
+_STD_EPS = 1e-7
+#: rounds of re-drawing negatives that hit an existing edge; what still collides is dropped
+_NEGATIVE_REDRAWS = 3
+
+
+class _SignedPropagation(MessagePassing):
+    """``out_t = sum_s norm_st * v_s`` with precomputed per-edge ``norm``."""
+
+    def __init__(self) -> None:
+        super().__init__(aggr="add")
+
+    def forward(
+        self, x: torch.Tensor, edge_index: torch.Tensor, norm: torch.Tensor
+    ) -> torch.Tensor:
+        return self.propagate(edge_index, x=x, norm=norm)
+
+    def message(self, x_j: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return norm.unsqueeze(-1) * x_j
+
+
+class GraphEncoder(nn.Module):
+    """Posterior over feature embeddings ``V`` given the guidance graph.
+
+    Parameters
+    ----------
+    n_nodes
+        Total number of features over all modalities.
+    n_latent
+        Embedding dimension (equal to the dimension of z).
+    edge_index
+        int64 (2, n_edges): source and target node of each directed edge. An undirected
+        graph lists both directions; self-loops included.
+    edge_weight
+        float (n_edges,), positive.
+    edge_sign
+        float (n_edges,), +1 or -1.
+    n_negatives
+        Negative samples per positive edge in the reconstruction loss.
+    edge_batch_size
+        Positive edges drawn per loss evaluation.
+    """
+
+    def __init__(
+        self,
+        n_nodes: int,
+        n_latent: int,
+        edge_index: torch.Tensor,
+        edge_weight: torch.Tensor,
+        edge_sign: torch.Tensor,
+        n_negatives: int = 10,
+        edge_batch_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        self.n_nodes = n_nodes
+        self.n_negatives = n_negatives
+        self.edge_batch_size = edge_batch_size
+        self.table = nn.Parameter(torch.zeros(n_nodes, n_latent))
+        self.propagation = _SignedPropagation()
+        self.loc = nn.Linear(n_latent, n_latent)
+        self.scale = nn.Linear(n_latent, n_latent)
+
+        edge_weight = edge_weight.float()
+        edge_sign = edge_sign.float()
+        deg_in = scatter(edge_weight, edge_index[1], dim=0, dim_size=n_nodes, reduce="sum")
+        norm = edge_sign * edge_weight * deg_in.clamp_min(1e-12).pow(-0.5)[edge_index[1]]
+        keys = edge_index[0] * n_nodes + edge_index[1]
+        self.register_buffer("edge_index", edge_index.long())
+        self.register_buffer("edge_weight", edge_weight)
+        self.register_buffer("edge_sign", edge_sign)
+        self.register_buffer("norm", norm)
+        self.register_buffer("degree", deg_in)
+        self.register_buffer("sorted_keys", torch.sort(keys).values)
+
+    def forward(self) -> Normal:
+        """q(V | graph): a Normal of shape (n_nodes, n_latent)."""
+        h = self.propagation(self.table, self.edge_index, self.norm)
+        return Normal(self.loc(h), F.softplus(self.scale(h)) + _STD_EPS)
+
+    @staticmethod
+    def kl(qv: Normal) -> torch.Tensor:
+        """KL(q(V) || N(0, I)), summed over dimensions and averaged over features."""
+        prior = Normal(torch.zeros_like(qv.loc), torch.ones_like(qv.scale))
+        return kl_divergence(qv, prior).sum(dim=1).mean()
+
+    def _is_edge(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        keys = source * self.n_nodes + target
+        pos = torch.searchsorted(self.sorted_keys, keys).clamp_max(self.sorted_keys.numel() - 1)
+        return self.sorted_keys[pos] == keys
+
+    def sample_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw positive edges (proportional to weight) and negatives (target proportional to degree).
+
+        Returns
+        -------
+        source, target (int64), sign (float) and label (1 positive / 0 negative) of every drawn
+        pair. Negatives keep their positive's source and sign; they are re-drawn a bounded number
+        of times when they hit an existing edge, and the few that still do are left out.
+        """
+        n_pos = min(self.edge_batch_size, self.edge_weight.numel())
+        pick = torch.multinomial(self.edge_weight, n_pos, replacement=True)
+        source = self.edge_index[0, pick]
+        target = self.edge_index[1, pick]
+        sign = self.edge_sign[pick]
+
+        neg_source = source.repeat_interleave(self.n_negatives)
+        neg_sign = sign.repeat_interleave(self.n_negatives)
+        neg_target = torch.multinomial(self.degree, neg_source.numel(), replacement=True)
+        clash = self._is_edge(neg_source, neg_target)
+        for _ in range(_NEGATIVE_REDRAWS):
+            n_clash = int(clash.sum())
+            if n_clash == 0:
+                break
+            neg_target[clash] = torch.multinomial(self.degree, n_clash, replacement=True)
+            clash = self._is_edge(neg_source, neg_target)
+        keep = ~clash
+        neg_source, neg_target, neg_sign = neg_source[keep], neg_target[keep], neg_sign[keep]
+
+        label = torch.cat([torch.ones_like(sign), torch.zeros_like(neg_sign)])
+        return (
+            torch.cat([source, neg_source]),
+            torch.cat([target, neg_target]),
+            torch.cat([sign, neg_sign]),
+            label,
+        )
+
+    def reconstruction_nll(self, v: torch.Tensor) -> torch.Tensor:
+        """Bernoulli NLL of the sampled edges under ``logit = sign * <v_s, v_t>``.
+
+        Positives and negatives are averaged separately and the two means averaged, so the
+        negative ratio does not change the balance between them.
+        """
+        source, target, sign, label = self.sample_edges()
+        logits = sign * (v[source] * v[target]).sum(dim=1)
+        nll = F.binary_cross_entropy_with_logits(logits, label, reduction="none")
+        is_pos = label > 0
+        parts = [nll[is_pos].mean()]
+        if bool((~is_pos).any()):
+            parts.append(nll[~is_pos].mean())
+        return torch.stack(parts).mean()

@@ -1,0 +1,107 @@
+"""Observation models for each modality (MODEL.md §6).
+
+Each builder turns the decoder's per-batch logits ``l`` (n_cells, n_features) into a
+``torch.distributions.Distribution`` whose ``log_prob(x)`` is evaluated elementwise on raw data.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Distribution, NegativeBinomial, Normal, constraints
+
+_EPS = 1e-8
+
+
+def nb_from_mean(mean: torch.Tensor, theta: torch.Tensor) -> NegativeBinomial:
+    """Negative binomial with mean ``mean`` and inverse dispersion ``theta``.
+
+    torch parameterises NB by ``total_count`` and the logit of the success probability; the mean is
+    ``total_count * exp(logits)``, so ``logits = log(mean) - log(theta)``.
+    """
+    logits = torch.log(mean + _EPS) - torch.log(theta + _EPS)
+    return NegativeBinomial(total_count=theta, logits=logits, validate_args=False)
+
+
+class ZeroInflatedNegativeBinomial(Distribution):
+    """NB with an extra point mass at zero of probability ``sigmoid(zi_logits)``."""
+
+    arg_constraints = {
+        "mean": constraints.nonnegative,
+        "theta": constraints.positive,
+        "zi_logits": constraints.real,
+    }
+    support = constraints.nonnegative_integer
+
+    def __init__(self, mean: torch.Tensor, theta: torch.Tensor, zi_logits: torch.Tensor) -> None:
+        self.nb = nb_from_mean(mean, theta)
+        self.zi_logits = zi_logits
+        self.mean_ = mean
+        self.theta = theta
+        super().__init__(batch_shape=mean.shape, validate_args=False)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return (1 - torch.sigmoid(self.zi_logits)) * self.mean_
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        nb_log_prob = self.nb.log_prob(value)
+        # log(1 - pi) and log(pi) computed stably from the logits
+        log_keep = -F.softplus(self.zi_logits)
+        log_zero = -F.softplus(-self.zi_logits)
+        at_zero = torch.logaddexp(log_zero, log_keep + nb_log_prob)
+        return torch.where(value < 0.5, at_zero, log_keep + nb_log_prob)
+
+
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over features, restricted to the measured ones when ``mask`` is given."""
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+def build_likelihood(
+    kind: str,
+    logits: torch.Tensor,
+    library: torch.Tensor,
+    log_theta: torch.Tensor,
+    zi_logits: torch.Tensor,
+    feature_mask: torch.Tensor | None = None,
+) -> Distribution:
+    """The distribution of one modality's observations.
+
+    Parameters
+    ----------
+    kind
+        ``"nb"``, ``"zinb"``, ``"bernoulli"`` or ``"normal"``.
+    logits
+        Decoder output after the batch affine, (n_cells, n_features).
+    library
+        Library size per cell, (n_cells, 1); used by the count models.
+    log_theta
+        Per-cell-row log inverse dispersion (NB/ZINB) or log standard deviation (Normal),
+        (n_cells, n_features).
+    zi_logits
+        Zero-inflation logits (ZINB), (n_cells, n_features).
+    feature_mask
+        Bool (n_cells, n_features), True where the feature was measured; the NB mean's
+        proportions are spread over measured features only.
+    """
+    if kind in ("nb", "zinb"):
+        mean = masked_softmax(logits, feature_mask) * library
+        theta = torch.exp(log_theta)
+        if kind == "nb":
+            return nb_from_mean(mean, theta)
+        return ZeroInflatedNegativeBinomial(mean, theta, zi_logits)
+    if kind == "bernoulli":
+        return Bernoulli(logits=logits, validate_args=False)
+    if kind == "normal":
+        return Normal(logits, torch.exp(log_theta), validate_args=False)
+    raise ValueError(f"Unknown likelihood {kind!r}; expected one of nb, zinb, bernoulli, normal.")
+
+
+def normalised_mean(kind: str, dist: Distribution, library: torch.Tensor) -> torch.Tensor:
+    """Expected value per unit library for count models; the mean itself otherwise."""
+    if kind in ("nb", "zinb"):
+        return dist.mean / library.clamp_min(_EPS)
+    return dist.mean

@@ -1,0 +1,34 @@
+"""Fixtures shared by the whole pytest suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the real data sets in ``../shared/data`` (each folder has a PROVENANCE.md).
+
+    ``MMAAVI_SHARED_DATA`` overrides the default, ``<repo>/../shared/data``. Tests that use this
+    fixture skip where the folder is absent, except in CI (``CI=true``), where they fail: a
+    skipped quality test there would hide a broken set-up.
+    """
+    path = Path(os.environ.get("MMAAVI_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        message = (
+            f"real data folder not found: {path} "
+            "(set MMAAVI_SHARED_DATA to the folder holding the shared data sets)"
+        )
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

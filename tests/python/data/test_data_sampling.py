@@ -1,0 +1,105 @@
+"""Train/validation split and minibatch schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmaavi.data import balanced_epoch, default_batch_size, sequential_batches, train_val_split
+
+
+def codes_for(sizes):
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def test_split_is_seeded_sorted_and_stratified():
+    codes = codes_for([300, 40, 2, 1])
+    train, val = train_val_split(codes, 0.1, seed=3)
+    train2, val2 = train_val_split(codes, 0.1, seed=3)
+    np.testing.assert_array_equal(train, train2)
+    np.testing.assert_array_equal(val, val2)
+    assert not np.array_equal(val, train_val_split(codes, 0.1, seed=4)[1])
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(val) > 0)
+    assert train.dtype == np.int64 and val.dtype == np.int64
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, val])), np.arange(codes.size))
+    assert np.bincount(codes[val], minlength=4).tolist() == [30, 4, 0, 0]
+    assert set(codes[train]) == {0, 1, 2, 3}
+
+
+def test_split_keeps_a_training_cell_in_every_batch():
+    codes = codes_for([2, 3, 5])
+    train, val = train_val_split(codes, 0.9, seed=0)
+    assert set(codes[train]) == {0, 1, 2}
+    assert np.bincount(codes[val]).tolist() == [1, 2, 4]
+
+
+def test_split_without_validation():
+    train, val = train_val_split(codes_for([5, 5]), 0.0)
+    assert val.size == 0 and train.tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("size", [-0.1, 1.0, 2])
+def test_split_bad_size(size):
+    with pytest.raises(ValueError, match=r"validation_size must be in \[0, 1\)"):
+        train_val_split(codes_for([5]), size)
+
+
+def test_split_bad_codes():
+    with pytest.raises(TypeError, match="1-D integer array of batch codes"):
+        train_val_split(np.array(["a", "b"]))
+
+
+def test_default_batch_size():
+    assert default_batch_size(100) == 32
+    assert default_batch_size(65 * 100) == 100
+    assert default_batch_size(65 * 100 + 64) == 100
+
+
+def test_balanced_epoch_counts_and_reproducibility():
+    codes = codes_for([50, 10, 3])
+    train_idx = np.arange(codes.size) + 1000
+    epoch = balanced_epoch(codes, train_idx, 16, np.random.default_rng(0))
+    again = balanced_epoch(codes, train_idx, 16, np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(epoch, again))
+    drawn = np.concatenate(epoch)
+    assert drawn.size == 150
+    assert np.bincount(codes[drawn - 1000]).tolist() == [50, 50, 50]
+    assert set(drawn) <= set(train_idx)
+    assert all(b.dtype == np.int64 for b in epoch)
+
+
+def test_balanced_epoch_never_yields_a_single_cell():
+    rng = np.random.default_rng(0)
+    for n_batches in (1, 2, 3):
+        for n_max in range(1, 60):
+            sizes = [n_max] + [max(1, n_max // (k + 2)) for k in range(n_batches - 1)]
+            codes = codes_for(sizes)
+            for batch_size in (2, 3, 7, 16, 32):
+                if n_max * n_batches < 2:
+                    continue
+                epoch = balanced_epoch(codes, np.arange(codes.size), batch_size, rng)
+                assert min(len(b) for b in epoch) >= 2
+                assert max(len(b) for b in epoch) <= batch_size + 1
+                assert sum(len(b) for b in epoch) == n_max * n_batches
+
+
+def test_balanced_epoch_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="single minibatch of 1 cell"):
+        balanced_epoch(np.array([0]), np.array([7]), 32, rng)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        balanced_epoch(codes_for([5]), np.arange(5), 1, rng)
+    with pytest.raises(ValueError, match="batch_codes has 5 entries but train_idx has 4"):
+        balanced_epoch(codes_for([5]), np.arange(4), 2, rng)
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        balanced_epoch(codes_for([5]), np.arange(5), 2, 0)
+    with pytest.raises(ValueError, match="train_idx is empty"):
+        balanced_epoch(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 2, rng)
+
+
+def test_sequential_batches():
+    batches = sequential_batches(10, 3)
+    assert [b.tolist() for b in batches] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert sequential_batches(0, 3) == []
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        sequential_batches(10, 0)
