@@ -90,7 +90,12 @@ def run_fit(mdata, args) -> dict:
     model.save(out / "model", overwrite=True)
     colour_by = [args.batch_key] + ([args.label_key] if args.label_key else [])
     _umap_png(z, mdata.obs, colour_by, out / "umap.png", args.seed)
-    summary: dict = {"n_cells": int(mdata.n_obs), "train": model.train_info}
+    summary: dict = {
+        "n_cells": int(mdata.n_obs),
+        "batch_key": args.batch_key,
+        "label_key": args.label_key,
+        "train": model.train_info,
+    }
     if args.label_key:
         labels, batches = mdata.obs[args.label_key], mdata.obs[args.batch_key]
         summary["mmaavi"] = integration_metrics(z, labels, batches, seed=args.seed)

@@ -504,9 +504,15 @@ class MMAAVI:
             )
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
         params = dict(meta["init_params"])
+        _check_same_data(meta, mdata, path)
         graph = _graph_from_state(state, meta["var_names"])
         model = cls(mdata, **params, graph=graph)
-        model._check_same_data(meta, path)
+        batches = [str(b) for b in model.data.batch_categories]
+        if batches != meta["batch_categories"]:
+            raise ValueError(
+                f"The batches differ from those the model in {path} was trained on "
+                f"({meta['batch_categories']} saved, {batches} now)."
+            )
         model.module.load_state_dict(state)
         model.device = _resolve_device(device)
         model.module.to(model.device)
@@ -515,27 +521,24 @@ class MMAAVI:
         model.history = pd.DataFrame(meta.get("history", {}))
         return model
 
-    def _check_same_data(self, meta: dict, path: Path) -> None:
-        if list(self.data.modalities) != meta["modalities"]:
+
+def _check_same_data(meta: Mapping[str, Any], mdata, path: Path) -> None:
+    """Refuse data whose modalities or features differ from those a saved model was trained on."""
+    modalities = list(mdata.mod)
+    if modalities != meta["modalities"]:
+        raise ValueError(
+            f"The model in {path} was trained on modalities {meta['modalities']}; the data have "
+            f"{modalities}. Load the model with the data it was trained on."
+        )
+    for m in modalities:
+        saved = meta["var_names"][m]
+        now = [str(f) for f in mdata.mod[m].var_names]
+        if saved != now:
+            diff = sorted(set(saved) ^ set(now))[:5]
             raise ValueError(
-                f"The model in {path} was trained on modalities {meta['modalities']}; the data have "
-                f"{list(self.data.modalities)}."
-            )
-        for m in self.data.modalities:
-            saved = meta["var_names"][m]
-            now = [str(f) for f in self.data.var_names[m]]
-            if saved != now:
-                diff = sorted(set(saved) ^ set(now))[:5]
-                raise ValueError(
-                    f"The features of modality '{m}' differ from those the model in {path} was trained "
-                    f"on ({len(saved)} saved, {len(now)} now; e.g. {diff or 'same names, other order'}). "
-                    "Load the model with the data it was trained on."
-                )
-        batches = [str(b) for b in self.data.batch_categories]
-        if batches != meta["batch_categories"]:
-            raise ValueError(
-                f"The batches differ from those the model in {path} was trained on "
-                f"({meta['batch_categories']} saved, {batches} now)."
+                f"The features of modality '{m}' differ from those the model in {path} was trained "
+                f"on ({len(saved)} saved, {len(now)} now; e.g. {diff or 'same names, other order'}). "
+                "Load the model with the data it was trained on."
             )
 
 

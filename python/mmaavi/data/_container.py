@@ -25,6 +25,7 @@ from mmaavi.data._transforms import Embedding, Log1pNorm, resolve_transform
 from mmaavi.data._validate import (
     LIKELIHOODS,
     check_no_missing,
+    check_not_empty,
     check_unique,
     check_values,
     examples,
@@ -246,6 +247,7 @@ def setup_mosaic(
     for j, m in enumerate(modalities):
         adata = mdata.mod[m]
         where = f"mdata.mod[{m!r}]"
+        check_not_empty(adata, where)
         check_unique(adata.obs_names, "cell", where)
         pos = obs_names.get_indexer(adata.obs_names)
         if (pos < 0).any():

@@ -16,6 +16,7 @@ Layout of the result (the contract :func:`~mmaavi.data.setup_mosaic` reads back)
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 
 import mudata
@@ -96,7 +97,10 @@ def mosaic(
         mods[name], cell_tables[name] = _combine_blocks(name, mod_blocks, batch_key, obs)
     _check_batches(cell_tables, batch_key)
     global_obs = _global_obs(cell_tables, batch_key, obs)
-    with mudata.set_options(pull_on_update=False):
+    with mudata.set_options(pull_on_update=False), warnings.catch_warnings():
+        # The same name in two modalities (gene CD4, protein CD4) is normal in multi-omics:
+        # mmaavi addresses features per modality, so mudata's global-uniqueness warning is noise.
+        warnings.filterwarnings("ignore", message="var_names are not unique", category=UserWarning)
         mdata = mudata.MuData(mods)
     if not mdata.obs_names.equals(global_obs.index):
         global_obs = global_obs.reindex(mdata.obs_names)

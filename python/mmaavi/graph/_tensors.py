@@ -64,6 +64,18 @@ def _resolve(
     return lookup["node"].to_numpy()[pos]
 
 
+def _check_consistent_signs(src: np.ndarray, dst: np.ndarray, sign: np.ndarray) -> None:
+    """An undirected graph cannot link two features with both signs."""
+    pair = pd.DataFrame({"a": np.minimum(src, dst), "b": np.maximum(src, dst), "sign": sign})
+    n_signs = pair.groupby(["a", "b"])["sign"].nunique()
+    if (n_signs > 1).any():
+        raise ValueError(
+            f"The guidance graph links {int((n_signs > 1).sum())} feature pair(s) with both signs "
+            "(+1 one way or in one row, -1 in another). The graph is undirected: give each pair "
+            "one sign."
+        )
+
+
 def graph_tensors(
     graph: pd.DataFrame | sp.spmatrix | sp.sparray | None,
     var_names: Mapping[str, pd.Index],
@@ -126,6 +138,7 @@ def graph_tensors(
     if not np.all(np.isin(sign, (-1.0, 1.0))):
         raise ValueError("Guidance-graph signs must be +1 or -1; found other values.")
 
+    _check_consistent_signs(src, dst, sign)
     loops = np.arange(n_nodes, dtype=np.int64)
     src_all = np.concatenate([src, dst, loops])
     dst_all = np.concatenate([dst, src, loops])

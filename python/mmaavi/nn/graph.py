@@ -64,7 +64,7 @@ class GraphEncoder(nn.Module):
         edge_weight: torch.Tensor,
         edge_sign: torch.Tensor,
         n_negatives: int = 10,
-        edge_batch_size: int = 4096,
+        edge_batch_size: int = 1024,
     ) -> None:
         super().__init__()
         self.n_nodes = n_nodes

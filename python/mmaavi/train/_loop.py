@@ -56,11 +56,18 @@ class DivergenceError(FloatingPointError):
     """The loss became NaN or infinite."""
 
 
-def _check_finite(terms: dict[str, torch.Tensor], epoch: int) -> None:
+def _scalars(out) -> dict[str, float]:
+    """The loss terms and the monitored objective of one minibatch as floats."""
+    values = {k: float(out.terms[k].detach()) for k in LOSS_TERMS}
+    values["monitor"] = float(out.monitor.detach())
+    return values
+
+
+def _check_finite(terms: dict[str, float], epoch: int) -> None:
     for name, value in terms.items():
-        if not math.isfinite(float(value)):
+        if not math.isfinite(value):
             raise DivergenceError(
-                f"Training diverged at epoch {epoch}: loss term '{name}' is {float(value)}. "
+                f"Training diverged at epoch {epoch}: loss term '{name}' is {value}. "
                 "The best weights so far were restored. Try a smaller learning rate (lr=...), "
                 "check the input counts, or use another likelihood for that modality."
             )
@@ -72,10 +79,8 @@ def _evaluate(module, data, idx: np.ndarray, batch_size: int, weights, device) -
     with torch.no_grad():
         for chunk in sequential_batches(len(idx), batch_size):
             batch = _to_device(data.minibatch(idx[chunk]), device)
-            out = module.loss(batch, weights)
-            for k in LOSS_TERMS:
-                sums[k] += float(out.terms[k]) * len(chunk)
-            sums["monitor"] += float(out.monitor) * len(chunk)
+            for k, v in _scalars(module.loss(batch, weights)).items():
+                sums[k] += v * len(chunk)
     return {k: v / len(idx) for k, v in sums.items()}
 
 
@@ -103,7 +108,7 @@ def train_module(
         device,
     )
     module.to(device)
-    optimizer = torch.optim.RMSprop(module.parameters(), lr=plan.lr, foreach=True)
+    optimizer = torch.optim.RMSprop(module.parameters(), lr=plan.lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=plan.lr_factor, patience=plan.lr_patience
     )
@@ -122,13 +127,13 @@ def train_module(
             for chunk in balanced_epoch(train_batches, train_idx, batch_size, rng):
                 batch = _to_device(data.minibatch(chunk), device)
                 out = module.loss(batch, plan.weights)
-                _check_finite(out.terms, epoch)
+                values = _scalars(out)
+                _check_finite(values, epoch)
                 optimizer.zero_grad(set_to_none=True)
                 out.total.backward()
                 optimizer.step()
-                for k in LOSS_TERMS:
-                    sums[k] += float(out.terms[k]) * len(chunk)
-                sums["monitor"] += float(out.monitor) * len(chunk)
+                for k, v in values.items():
+                    sums[k] += v * len(chunk)
                 n_seen += len(chunk)
             record: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
             record.update({f"train_{k}": v / n_seen for k, v in sums.items()})

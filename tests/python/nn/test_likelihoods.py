@@ -1,0 +1,129 @@
+"""Observation models (MODEL.md §6) against scipy's reference log-densities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from scipy.special import expit
+
+from mmaavi.nn import ZeroInflatedNegativeBinomial, build_likelihood, nb_from_mean
+
+MEANS = [0.05, 0.7, 3.0, 25.0, 400.0]
+THETAS = [0.1, 1.0, 4.0, 50.0]
+XS = [0, 1, 2, 5, 17, 120]
+
+
+def grid():
+    mean, theta, x = np.meshgrid(MEANS, THETAS, XS, indexing="ij")
+    return mean.ravel(), theta.ravel(), x.ravel().astype(float)
+
+
+def t32(a):
+    return torch.as_tensor(np.asarray(a), dtype=torch.float32)
+
+
+def test_nb_from_mean_matches_scipy():
+    mean, theta, x = grid()
+    got = nb_from_mean(t32(mean), t32(theta)).log_prob(t32(x)).double().numpy()
+    want = stats.nbinom.logpmf(x, n=theta, p=theta / (theta + mean))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_nb_from_mean_has_the_given_mean_and_variance():
+    mean, theta = t32([0.5, 3.0, 40.0]), t32([0.2, 1.0, 9.0])
+    dist = nb_from_mean(mean, theta)
+    torch.testing.assert_close(dist.mean, mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dist.variance, mean + mean**2 / theta, rtol=1e-4, atol=1e-6)
+
+
+def test_nb_zero_mean_puts_mass_at_zero():
+    dist = nb_from_mean(t32([0.0, 0.0]), t32([1.0, 5.0]))
+    lp = dist.log_prob(t32([0.0, 3.0]))
+    assert torch.isfinite(lp).all()
+    assert lp[0] > -1e-6 and lp[1] < -30
+
+
+def test_bernoulli_matches_scipy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (6, 5))
+    x = (rng.random((6, 5)) < 0.5).astype(float)
+    ones = torch.ones(6, 1)
+    zeros = torch.zeros(6, 5)
+    dist = build_likelihood("bernoulli", t32(logits), ones, zeros, zeros)
+    want = stats.bernoulli.logpmf(x, expit(logits))
+    np.testing.assert_allclose(dist.log_prob(t32(x)).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_normal_matches_scipy():
+    rng = np.random.default_rng(1)
+    loc, log_sd, x = rng.normal(size=(3, 4, 7))
+    dist = build_likelihood("normal", t32(loc), torch.ones(4, 1), t32(log_sd), torch.zeros(4, 7))
+    want = stats.norm.logpdf(x, loc=loc, scale=np.exp(log_sd))
+    np.testing.assert_allclose(dist.log_prob(t32(x)).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("zi_logit", [-4.0, 0.0, 2.5])
+def test_zinb_matches_mixture_formula(zi_logit):
+    mean, theta, x = grid()
+    pi = expit(zi_logit)
+    zinb = ZeroInflatedNegativeBinomial(t32(mean), t32(theta), torch.full((len(x),), zi_logit))
+    got = zinb.log_prob(t32(x)).double().numpy()
+    nb = stats.nbinom.logpmf(x, n=theta, p=theta / (theta + mean))
+    want = np.where(x == 0, np.log(pi + (1 - pi) * np.exp(nb)), np.log1p(-pi) + nb)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(zinb.mean, t32((1 - pi) * mean), rtol=1e-5, atol=1e-6)
+
+
+def test_zinb_through_build_likelihood():
+    logits = torch.tensor([[0.3, -1.0, 2.0]])
+    lib = torch.tensor([[10.0]])
+    log_theta = torch.tensor([[0.1, 0.5, -0.3]])
+    zi = torch.tensor([[-1.0, 0.0, 1.0]])
+    dist = build_likelihood("zinb", logits, lib, log_theta, zi)
+    assert isinstance(dist, ZeroInflatedNegativeBinomial)
+    mean = (torch.softmax(logits, -1) * lib).double().numpy()
+    theta = log_theta.exp().double().numpy()
+    pi = expit(zi.double().numpy())
+    x = np.array([[0.0, 2.0, 7.0]])
+    nb = stats.nbinom.logpmf(x, n=theta, p=theta / (theta + mean))
+    want = np.where(x == 0, np.log(pi + (1 - pi) * np.exp(nb)), np.log1p(-pi) + nb)
+    np.testing.assert_allclose(dist.log_prob(t32(x)).numpy(), want, rtol=1e-5, atol=1e-4)
+
+
+def test_nb_means_sum_to_library():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 6, generator=gen) * 2
+    lib = torch.tensor([[1.0], [10.0], [123.0], [5000.0]])
+    zeros = torch.zeros(4, 6)
+    dist = build_likelihood("nb", logits, lib, zeros, zeros)
+    torch.testing.assert_close(dist.mean.sum(1, keepdim=True), lib, rtol=1e-5, atol=1e-5)
+
+
+def test_nb_feature_mask_spreads_library_over_measured_features():
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 6, generator=gen)
+    lib = torch.tensor([[20.0], [7.0], [300.0]])
+    fmask = torch.tensor(
+        [[True] * 6, [True, True, False, False, True, False], [False, True, True, True, True, True]]
+    )
+    zeros = torch.zeros(3, 6)
+    dist = build_likelihood("nb", logits, lib, zeros, zeros, feature_mask=fmask)
+    mean = dist.mean
+    torch.testing.assert_close((mean * fmask).sum(1, keepdim=True), lib, rtol=1e-5, atol=1e-4)
+    assert torch.all(mean[~fmask] < 1e-6)
+    # the measured proportions are the softmax over the measured features only
+    row = 1
+    sel = fmask[row]
+    torch.testing.assert_close(
+        mean[row, sel], torch.softmax(logits[row, sel], 0) * lib[row], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_unknown_likelihood_raises():
+    z = torch.zeros(2, 3)
+    with pytest.raises(
+        ValueError, match=r"Unknown likelihood 'poisson'.*nb, zinb, bernoulli, normal"
+    ):
+        build_likelihood("poisson", z, torch.ones(2, 1), z, z)
