@@ -162,24 +162,8 @@ class MMAAVI:
             "reversal": float(reversal),
             "label_smoothing": float(label_smoothing),
         }
-        self.module = MMAAVIModule(
-            n_inputs={m: data.n_input(m) for m in data.modalities},
-            n_features={m: data.n_features(m) for m in data.modalities},
-            n_batches=data.n_batches,
-            n_adversarial=len(data.adv_categories),
-            n_components=n_components,
-            likelihoods=data.likelihoods,
-            edge_index=edge_index,
-            edge_weight=edge_weight,
-            edge_sign=edge_sign,
-            n_latent=n_latent,
-            n_latent_u=n_latent_u,
-            encoder_hidden=encoder_hidden,
-            mix_weight=mix_weight,
-            dropout=dropout,
-            reversal=reversal,
-            label_smoothing=label_smoothing,
-        )
+        self._graph = (edge_index, edge_weight, edge_sign)
+        self.module = self._build_module()
         self.is_trained = False
         self.history = pd.DataFrame()
         self.train_info: dict[str, Any] = {}
@@ -191,6 +175,29 @@ class MMAAVI:
         return (
             f"MMAAVI({self.data.n_cells} cells, {self.data.n_batches} batches, {mods}; "
             f"K={self.init_params['n_components']}, trained={self.is_trained})"
+        )
+
+    def _build_module(self) -> MMAAVIModule:
+        """A freshly initialised module for the data and ``init_params``."""
+        data, p = self.data, self.init_params
+        edge_index, edge_weight, edge_sign = self._graph
+        return MMAAVIModule(
+            n_inputs={m: data.n_input(m) for m in data.modalities},
+            n_features={m: data.n_features(m) for m in data.modalities},
+            n_batches=data.n_batches,
+            n_adversarial=len(data.adv_categories),
+            n_components=p["n_components"],
+            likelihoods=data.likelihoods,
+            edge_index=edge_index,
+            edge_weight=edge_weight,
+            edge_sign=edge_sign,
+            n_latent=p["n_latent"],
+            n_latent_u=p["n_latent_u"],
+            encoder_hidden=p["encoder_hidden"],
+            mix_weight=p["mix_weight"],
+            dropout=p["dropout"],
+            reversal=p["reversal"],
+            label_smoothing=p["label_smoothing"],
         )
 
     def _resolve_mix_weight(self, mix_weight: float | str) -> float:
@@ -242,7 +249,8 @@ class MMAAVI:
         validation_size
             Fraction of cells held out (seeded, per batch) to monitor the loss.
         seed
-            Seeds the split, the sampling and torch: the same seed gives the same model on CPU.
+            Seeds the initial weights, the split, the sampling and torch: the same seed gives the
+            same model on CPU. A second call to ``train`` continues from the current weights.
         device
             ``"cpu"`` (default) or ``"cuda"``.
         progress
@@ -285,6 +293,10 @@ class MMAAVI:
                 disc=weight_disc,
             ),
         )
+        if not self.is_trained:
+            # Initialise the weights under the seed too, so that the seed fixes the whole run.
+            torch.manual_seed(plan.seed)
+            self.module = self._build_module()
         result = train_module(self.module, self.data, plan, self.device, progress)
         self.history = pd.DataFrame(result.history)
         self.train_info = {
