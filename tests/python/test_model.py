@@ -160,3 +160,14 @@ def test_cuda_request_without_gpu_is_clear(bmmc):
     model = MMAAVI(bmmc.copy(), batch_key="batch", n_components=N_COMPONENTS)
     with pytest.raises(ValueError, match="no CUDA GPU"):
         model.train(max_epochs=1, device="cuda")
+
+
+def test_results_survive_h5mu_round_trip(bmmc, trained, tmp_path):
+    import mudata
+
+    z = trained.get_latent_representation()
+    bmmc.write(tmp_path / "result.h5mu")
+    back = mudata.read_h5mu(tmp_path / "result.h5mu")
+    np.testing.assert_array_equal(back.obsm["X_mmaavi"], z)
+    assert back.uns["mmaavi"]["train"]["n_epochs"] == 2
+    assert back.uns["mmaavi"]["n_components"] == N_COMPONENTS

@@ -1,0 +1,61 @@
+"""Integration quality on real mosaic data, against the unintegrated PCA baseline.
+
+Each test trains mmaavi with its defaults (seed 0, early stopping) and scores the embedding with
+:func:`mmaavi.metrics.integration_metrics`. The floors were measured first (seeds 0-2, see
+``benchmarks/quality_floors.md``) and sit below the worst seed with a margin; the baseline is PCA
+of the concatenated log-normalised modalities (cells lacking a modality hold zeros there).
+
+Batch mixing is judged by the kNN inverse-Simpson index of batches (iLISI-like) and by graph
+connectivity. The scIB batch silhouette is recorded but not asserted: in a mosaic the batches
+that lack a modality sit apart in PCA *and* within each label, and the silhouette on so few cells
+per label and batch is noisy.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import pytest
+
+import mmaavi
+from mmaavi.metrics import integration_metrics, pca_baseline
+
+pytestmark = pytest.mark.slow
+
+
+def _fit_and_score(mdata, label_key: str, n_components: int) -> tuple[dict, dict]:
+    model = mmaavi.MMAAVI(mdata, batch_key="batch", n_components=n_components)
+    model.train(seed=0, progress="none")
+    z = model.get_latent_representation()
+    labels, batches = mdata.obs[label_key], mdata.obs["batch"]
+    ours = integration_metrics(z, labels, batches)
+    base = integration_metrics(pca_baseline(mdata), labels, batches)
+    print(f"mmaavi: {ours}\npca:    {base}")
+    return ours, base
+
+
+def test_bmmc_three_modality_mosaic():
+    """RNA in 4 batches, ADT in the 2 CITE batches, ATAC in the 2 Multiome batches."""
+    ours, base = _fit_and_score(mmaavi.datasets.bmmc_mosaic(), "cell_type_l1", n_components=10)
+    # separates the 11 coarse cell types
+    assert ours["leiden_ari"] >= BMMC_FLOORS["leiden_ari"]
+    assert ours["silhouette_label"] >= BMMC_FLOORS["silhouette_label"]
+    assert ours["silhouette_label"] > base["silhouette_label"]
+    # mixes the four batches better than the unintegrated baseline
+    assert ours["ilisi_knn"] >= BMMC_FLOORS["ilisi_knn"]
+    assert ours["ilisi_knn"] > base["ilisi_knn"] + 0.2
+    assert ours["graph_connectivity"] > base["graph_connectivity"]
+
+
+def test_pbmc_wnn_rna_adt_mosaic(shared_data):
+    """PBMC CITE-seq as MIDAS laid it out: RNA-only, ADT-only and two paired batches."""
+    folder = shared_data / "pbmc_wnn_rna_adt_mosaic"
+    mdata = mmaavi.data.mosaic(
+        {"rna": ad.read_h5ad(folder / "rna.h5ad"), "adt": ad.read_h5ad(folder / "adt.h5ad")},
+        batch_key="batch",
+    )
+    ours, base = _fit_and_score(mdata, "cell_type", n_components=8)
+    assert ours["leiden_ari"] >= PBMC_FLOORS["leiden_ari"]
+    assert ours["silhouette_label"] >= PBMC_FLOORS["silhouette_label"]
+    assert ours["ilisi_knn"] >= PBMC_FLOORS["ilisi_knn"]
+    assert ours["ilisi_knn"] > base["ilisi_knn"] + 0.2
+    assert ours["graph_connectivity"] > base["graph_connectivity"]
