@@ -53,9 +53,15 @@ def _umap_png(z: np.ndarray, obs: pd.DataFrame, columns: list[str], path: Path, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import torch
     import umap
 
-    coords = umap.UMAP(random_state=seed, n_neighbors=15, min_dist=0.3).fit_transform(z)
+    threads = torch.get_num_threads()
+    try:
+        coords = umap.UMAP(random_state=seed, n_neighbors=15, min_dist=0.3).fit_transform(z)
+    finally:
+        # numba's OpenMP layer, shared with torch, resets torch's thread count during the fit
+        torch.set_num_threads(threads)
     fig, axes = plt.subplots(1, len(columns), figsize=(6.5 * len(columns), 5.5), squeeze=False)
     for ax, col in zip(axes[0], columns):
         values = obs[col].astype(str)
@@ -97,6 +103,8 @@ def run_fit(mdata, args) -> dict:
         "train": model.train_info,
     }
     if args.label_key:
+        table = model.differential(args.label_key, n_samples=args.de_samples, seed=args.seed)
+        table.to_csv(out / "bayes_factors.csv", index=False)
         labels, batches = mdata.obs[args.label_key], mdata.obs[args.batch_key]
         summary["mmaavi"] = integration_metrics(z, labels, batches, seed=args.seed)
         summary["pca_baseline"] = integration_metrics(
@@ -104,6 +112,38 @@ def run_fit(mdata, args) -> dict:
         )
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def run_differential(mdata, args) -> None:
+    """Load a saved model for the data and write its Bayes-factor table as CSV."""
+    from .model import MMAAVI
+
+    model = MMAAVI.load(args.model, mdata, device=args.device)
+    table = model.differential(
+        args.groupby,
+        args.group1,
+        args.group2,
+        modality=args.test_modality,
+        mode=args.mode,
+        delta=args.delta,
+        fdr_target=args.fdr_target,
+        n_samples=args.n_samples,
+        seed=args.seed,
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    n_de = int(table.filter(like="is_de_fdr_").iloc[:, 0].sum())
+    print(f"mmaavi: {len(table)} rows ({n_de} called DE) written to {args.out}")
+
+
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--h5mu", help="a MuData file (one modality per mod entry)")
+    p.add_argument(
+        "--modality",
+        action="append",
+        default=[],
+        help="NAME=FILE.h5ad[,FILE2.h5ad]: one per modality, repeatable",
+    )
 
 
 def _add_training_args(p: argparse.ArgumentParser, n_components: int | None) -> None:
@@ -120,6 +160,12 @@ def _add_training_args(p: argparse.ArgumentParser, n_components: int | None) -> 
     p.add_argument("--max-epochs", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda [cpu]")
+    p.add_argument(
+        "--de-samples",
+        type=int,
+        default=5000,
+        help="draws per group for the Bayes factors of each label vs the rest [5000]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,17 +175,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmaavi {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="train on your data and write the embedding, model and plots")
-    fit.add_argument("--h5mu", help="a MuData file (one modality per mod entry)")
-    fit.add_argument(
-        "--modality",
-        action="append",
-        default=[],
-        help="NAME=FILE.h5ad[,FILE2.h5ad]: one per modality, repeatable",
-    )
+    _add_input_args(fit)
     _add_training_args(fit, None)
     demo = sub.add_parser("demo", help="the same on the bundled BMMC mosaic (RNA/ADT/ATAC)")
     _add_training_args(demo, 10)
     demo.set_defaults(label_key="cell_type_l1")
+    de = sub.add_parser(
+        "differential", help="Bayes-factor differential features of a saved model, as CSV"
+    )
+    _add_input_args(de)
+    de.add_argument("--model", required=True, help="model directory written by `mmaavi fit`")
+    de.add_argument("--batch-key", default="batch", help="obs column with the batch [batch]")
+    de.add_argument("--groupby", required=True, help="obs column with the groups")
+    de.add_argument("--group1", default=None, help="group to test [every group in turn]")
+    de.add_argument("--group2", default=None, help="reference group [the rest]")
+    de.add_argument("--test-modality", default=None, help="modality to test [all]")
+    de.add_argument("--mode", default="change", choices=["change", "vanilla"])
+    de.add_argument("--delta", type=float, default=0.25)
+    de.add_argument("--fdr-target", type=float, default=0.05)
+    de.add_argument("--n-samples", type=int, default=5000)
+    de.add_argument("--seed", type=int, default=0)
+    de.add_argument("--device", default="cpu", help="cpu or cuda [cpu]")
+    de.add_argument("--out", required=True, help="CSV file to write")
     return parser
 
 
@@ -152,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         mdata = bmmc_mosaic()
     else:
         mdata = _load_mdata(args)
+    if args.command == "differential":
+        run_differential(mdata, args)
+        return 0
     summary = run_fit(mdata, args)
     print(f"mmaavi: results written to {args.out}")
     if "mmaavi" in summary:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +85,23 @@ def _evaluate(module, data, idx: np.ndarray, batch_size: int, weights, device) -
     return {k: v / len(idx) for k, v in sums.items()}
 
 
+@contextmanager
+def _deterministic(enabled: bool):
+    """Deterministic torch kernels while training on CPU, restored afterwards.
+
+    With more than one CPU thread, the backward pass of indexing with repeated indices (the
+    per-batch decoder parameters, the sampled graph edges) accumulates in a thread-dependent
+    order; the deterministic kernels make a seeded run repeatable whatever the thread count.
+    """
+    previous = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
 def train_module(
     module: MMAAVIModule,
     data,
@@ -94,8 +112,20 @@ def train_module(
     """Train ``module`` on ``data`` (a :class:`mmaavi.data.MosaicData`) in place.
 
     The weights with the best monitored loss (validation when there is a validation split, else
-    training) are restored at the end, whatever stopped the run.
+    training) are restored at the end, whatever stopped the run. On CPU the run is deterministic
+    for a given seed.
     """
+    with _deterministic(device.type == "cpu"):
+        return _train(module, data, plan, device, progress)
+
+
+def _train(
+    module: MMAAVIModule,
+    data,
+    plan: TrainingPlan,
+    device: torch.device,
+    progress: str,
+) -> TrainingResult:
     torch.manual_seed(plan.seed)
     rng = np.random.default_rng(plan.seed)
     train_idx, val_idx = train_val_split(data.batch, plan.validation_size, plan.seed)
