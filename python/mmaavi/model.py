@@ -423,7 +423,8 @@ class MMAAVI:
         modality
             Modality to decode.
         batch
-            Reference batch whose decoder parameters are used; ``None`` averages over batches.
+            Reference batch whose decoder parameters are used; ``None`` averages over the batches
+            that measured ``modality`` (the others never trained its per-batch parameters).
         library_size
             Fixed library size of count models (the output is expression per ``library_size``);
             ignored by Bernoulli (probabilities) and Normal (means).
@@ -438,7 +439,7 @@ class MMAAVI:
                 f"Unknown modality {modality!r}; expected one of {list(self.data.modalities)}."
             )
         if batch is None:
-            batches = np.arange(self.data.n_batches)
+            batches = self.data.measuring_batches(modality)
         else:
             pos = self.data.batch_categories.get_indexer([batch])[0]
             if pos < 0:
@@ -461,6 +462,30 @@ class MMAAVI:
         return pd.DataFrame(
             np.concatenate(out), index=self.data.obs_names, columns=self.data.var_names[modality]
         )
+
+    def differential(
+        self,
+        groupby: str,
+        group1: Any = None,
+        group2: Any = None,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """Differential features with Bayes factors between groups of cells (MODEL.md §10).
+
+        Every modality is decoded for every drawn cell (also where it was not measured), at a
+        fixed library size and averaged over batches, so that neither missing modalities, library
+        size nor batch bias the comparison. See :func:`mmaavi.differential.differential` for the
+        arguments (``modality``, ``mode``, ``delta``, ``fdr_target``, ``n_samples``,
+        ``batch_correction``, ``seed``, ...) and the meaning of every column.
+
+        Returns
+        -------
+        DataFrame with scvi-tools-compatible columns plus ``feature`` and ``modality``, sorted by
+        ``bayes_factor`` within each comparison.
+        """
+        from .differential import differential
+
+        return differential(self, groupby, group1, group2, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> Path:

@@ -18,7 +18,7 @@ def test_fit_from_h5ad_files_writes_every_output(shared_data, tmp_path):
     argv = [
         "fit", "--modality", f"rna={folder / 'rna.h5ad'}", "--modality", f"adt={folder / 'adt.h5ad'}",
         "--batch-key", "batch", "--label-key", "cell_type", "--n-components", "8",
-        "--max-epochs", "2", "--out", str(out),
+        "--max-epochs", "2", "--de-samples", "300", "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     emb = pd.read_csv(out / "embedding.csv", index_col=0)
@@ -34,11 +34,31 @@ def test_fit_from_h5ad_files_writes_every_output(shared_data, tmp_path):
     history = pd.read_csv(out / "history.csv")
     assert len(history) == 2
     assert (out / "model" / "model.json").is_file() and (out / "model" / "model.pt").is_file()
+    bf = pd.read_csv(out / "bayes_factors.csv")
+    assert set(bf["comparison"]) == {f"{g} vs rest" for g in emb_labels(folder)}
+    assert set(bf["modality"]) == {"rna", "adt"} and bf["proba_de"].between(0, 1).all()
+
+    table = tmp_path / "b_vs_mono.csv"
+    argv_de = [
+        "differential", "--modality", f"rna={folder / 'rna.h5ad'}",
+        "--modality", f"adt={folder / 'adt.h5ad'}", "--model", str(out / "model"),
+        "--groupby", "cell_type", "--group1", "B", "--group2", "Mono",
+        "--test-modality", "adt", "--n-samples", "200", "--out", str(table),
+    ]  # fmt: skip
+    assert main(argv_de) == 0
+    de = pd.read_csv(table)
+    assert set(de["comparison"]) == {"B vs Mono"} and set(de["modality"]) == {"adt"}
+    assert len(de) == 224
+
+
+def emb_labels(folder) -> set[str]:
+    rna, adt = ad.read_h5ad(folder / "rna.h5ad"), ad.read_h5ad(folder / "adt.h5ad")
+    return set(rna.obs["cell_type"].astype(str)) | set(adt.obs["cell_type"].astype(str))
 
 
 def test_demo_runs_on_bundled_data(tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--max-epochs", "1", "--out", str(out)]) == 0
+    assert main(["demo", "--max-epochs", "1", "--de-samples", "200", "--out", str(out)]) == 0
     emb = pd.read_csv(out / "embedding.csv", index_col=0)
     assert emb.shape == (1100, 30)
     assert "cell_type_l1" in json.loads((out / "metrics.json").read_text())["label_key"]

@@ -68,16 +68,20 @@ def test_outputs_shapes_and_storage(bmmc, trained):
 
 
 def test_impute_every_cell_and_batch_average(bmmc, trained):
-    rna = trained.impute("adt", library_size=1.0)
-    assert rna.shape == (bmmc.n_obs, 134)
-    assert np.isfinite(rna.to_numpy()).all() and (rna.to_numpy() >= 0).all()
+    adt = trained.impute("adt", library_size=1.0)
+    assert adt.shape == (bmmc.n_obs, 134)
+    assert np.isfinite(adt.to_numpy()).all() and (adt.to_numpy() >= 0).all()
     # normalised to a library of 1: every cell's profile sums to 1, measured or not
-    np.testing.assert_allclose(rna.sum(axis=1), 1.0, rtol=1e-4)
-    per_batch = [
-        trained.impute("adt", batch=b, library_size=1.0) for b in trained.data.batch_categories
-    ]
+    np.testing.assert_allclose(adt.sum(axis=1), 1.0, rtol=1e-4)
+    # batch=None averages over the batches that measured ADT (the two CITE batches) only
+    cite = [b for b in trained.data.batch_categories if str(b).startswith("cite")]
+    assert len(cite) == 2
+    per_batch = [trained.impute("adt", batch=b, library_size=1.0) for b in cite]
     np.testing.assert_allclose(
-        rna.to_numpy(), np.mean([p.to_numpy() for p in per_batch], axis=0), rtol=1e-4
+        adt.to_numpy(), np.mean([p.to_numpy() for p in per_batch], axis=0), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        trained.impute("adt", library_size=1e4).to_numpy(), adt.to_numpy() * 1e4, rtol=1e-4
     )
 
 

@@ -110,6 +110,14 @@ class MosaicData:
         """Encoder input width of ``modality``."""
         return self.transforms[self._check_modality(modality)].n_input
 
+    def measuring_batches(self, modality: str) -> np.ndarray:
+        """Sorted codes of the batches in which at least one cell measured ``modality``.
+
+        The decoders' per-batch parameters of a modality are trained only in these batches.
+        """
+        j = self.modalities.index(self._check_modality(modality))
+        return np.unique(self.batch[self.obs_mask[:, j]])
+
     def minibatch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         """Tensors of the cells ``idx`` (positions in ``obs_names``), keyed as in ``_constants``.
 
