@@ -227,6 +227,7 @@ class MMAAVI:
         lr_patience: int = 5,
         lr_factor: float = 0.1,
         max_lr_cuts: int = 3,
+        labelled_fraction: float = 0.2,
         weight_kl_z: float = 1.0,
         weight_kl_u: float = 1.0,
         weight_kl_c: float = 1.0,
@@ -255,8 +256,10 @@ class MMAAVI:
             ``"cpu"`` (default) or ``"cuda"``.
         progress
             ``"auto"`` (a bar in a terminal, plain lines otherwise), ``"bar"``, ``"lines"``, ``"none"``.
+        labelled_fraction
+            Semi-supervised mode: share of labelled cells added to each minibatch (recycled).
         weight_*
-            Loss weights; ``weight_graph=None`` means the number of modalities.
+            Loss weights (``weight_sup``: cross-entropy of q(c|z) on labelled cells); ``weight_graph=None`` means the number of modalities.
 
         Returns
         -------
@@ -270,6 +273,8 @@ class MMAAVI:
         }.items():
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer; found {value!r}.")
+        if not 0.0 < labelled_fraction < 1.0:
+            raise ValueError(f"labelled_fraction must be in (0, 1); found {labelled_fraction!r}.")
         if not 0.0 <= validation_size < 1.0:
             raise ValueError(f"validation_size must be in [0, 1); found {validation_size!r}.")
         self.device = _resolve_device(device)
@@ -283,6 +288,7 @@ class MMAAVI:
             lr_patience=int(lr_patience),
             max_lr_cuts=int(max_lr_cuts),
             early_stopping_patience=int(early_stopping_patience),
+            labelled_fraction=float(labelled_fraction),
             weights=LossWeights(
                 kl_z=weight_kl_z,
                 kl_u=weight_kl_u,
@@ -304,6 +310,7 @@ class MMAAVI:
             "lr": plan.lr,
             "batch_size": result.batch_size,
             "validation_size": plan.validation_size,
+            "labelled_fraction": plan.labelled_fraction,
             "seed": plan.seed,
             "n_epochs": len(result.history),
             "best_epoch": result.best_epoch,

@@ -175,3 +175,35 @@ def test_results_survive_h5mu_round_trip(bmmc, trained, tmp_path):
     np.testing.assert_array_equal(back.obsm["X_mmaavi"], z)
     assert back.uns["mmaavi"]["train"]["n_epochs"] == 2
     assert back.uns["mmaavi"]["n_components"] == N_COMPONENTS
+
+
+def test_semi_supervised_labels_and_extra_components(bmmc):
+    """c is tied to the classes; more components than classes never breaks prediction."""
+    mdata = bmmc.copy()
+    labels = mdata.obs["cell_type_l1"].astype(object).copy()
+    rng = np.random.default_rng(0)
+    hidden = rng.random(mdata.n_obs) > 0.05  # ~5 % labelled
+    labels[hidden] = np.nan
+    mdata.obs["partial"] = labels
+    # the classes are those of the labelled cells (rare types may have none at 5 %)
+    classes = sorted(labels.dropna().astype(str).unique())
+    model = MMAAVI(mdata, batch_key="batch", label_key="partial", n_components=len(classes) + 2)
+    assert list(model.data.label_categories) == classes
+    model.train(max_epochs=2, progress="none")
+    pred = model.predict_labels()
+    assert list(pred.columns) == ["label", *classes]
+    assert list(pred.index) == list(mdata.obs_names)
+    np.testing.assert_allclose(pred[classes].sum(axis=1), 1.0, rtol=1e-5)
+    assert set(pred["label"].astype(str)) <= set(classes)
+    probs = model.get_component_probabilities()
+    k = len(classes)
+    assert list(probs.columns) == [*classes, f"component_{k}", f"component_{k + 1}"]
+    assert model.train_info["labelled_fraction"] == 0.2
+    assert (model.history["train_sup"] > 0).all()
+    with pytest.raises(ValueError, match="labelled_fraction"):
+        model.train(max_epochs=1, labelled_fraction=1.5)
+
+
+def test_predict_labels_needs_labels(trained):
+    with pytest.raises(ValueError, match="label_key"):
+        trained.predict_labels()

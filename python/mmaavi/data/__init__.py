@@ -10,6 +10,7 @@
 from mmaavi.data._container import MosaicData, setup_mosaic
 from mmaavi.data._mosaic import BLOCK_KEY, MEASURED_KEY, mosaic
 from mmaavi.data._sampling import (
+    LabelledPool,
     balanced_epoch,
     default_batch_size,
     sequential_batches,
@@ -20,6 +21,7 @@ from mmaavi.data._validate import LIKELIHOODS
 __all__ = [
     "BLOCK_KEY",
     "LIKELIHOODS",
+    "LabelledPool",
     "MEASURED_KEY",
     "MosaicData",
     "balanced_epoch",

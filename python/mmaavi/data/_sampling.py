@@ -154,3 +154,46 @@ def _check_batch_size(batch_size: int, minimum: int = 2) -> None:
         raise TypeError(f"batch_size: expected an int, found {type(batch_size).__name__}.")
     if batch_size < minimum:
         raise ValueError(f"batch_size must be >= {minimum}, found {batch_size}.")
+
+
+class LabelledPool:
+    """Endless, reshuffled supply of labelled training cells for semi-supervised minibatches.
+
+    MODEL.md §8: each minibatch holds a fraction of labelled cells, recycled when the (usually
+    few) labelled cells run out.
+
+    Parameters
+    ----------
+    labelled_idx
+        Int positions of the labelled training cells (at least one).
+    fraction
+        Share of labelled cells in each minibatch after :meth:`add_to`, in (0, 1).
+    rng
+        Random generator (the training run's, so a seed fixes the draws).
+    """
+
+    def __init__(self, labelled_idx: np.ndarray, fraction: float, rng: np.random.Generator) -> None:
+        self.cells = np.asarray(labelled_idx, dtype=np.int64)
+        if self.cells.size == 0:
+            raise ValueError("LabelledPool needs at least one labelled training cell.")
+        if not 0.0 < float(fraction) < 1.0:
+            raise ValueError(f"labelled_fraction must be in (0, 1); found {fraction!r}.")
+        self.fraction = float(fraction)
+        self.rng = rng
+        self._queue = np.empty(0, dtype=np.int64)
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` labelled cells, reshuffling the pool whenever it is used up."""
+        out = []
+        while n > 0:
+            if self._queue.size == 0:
+                self._queue = self.rng.permutation(self.cells)
+            part, self._queue = self._queue[:n], self._queue[n:]
+            out.append(part)
+            n -= part.size
+        return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
+
+    def add_to(self, minibatch: np.ndarray) -> np.ndarray:
+        """``minibatch`` plus labelled cells making up ``fraction`` of the result."""
+        n = max(1, int(round(minibatch.size * self.fraction / (1.0 - self.fraction))))
+        return np.concatenate([minibatch, self.take(n)])

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data import balanced_epoch, default_batch_size, sequential_batches, train_val_split
+from ..data import (
+    LabelledPool,
+    balanced_epoch,
+    default_batch_size,
+    sequential_batches,
+    train_val_split,
+)
 from ..module import LOSS_TERMS, LossWeights, MMAAVIModule
 from ._progress import Progress
 
@@ -34,6 +40,8 @@ class TrainingPlan:
     lr_patience: int = 5
     max_lr_cuts: int = 3
     early_stopping_patience: int = 10
+    #: share of labelled cells in each minibatch (semi-supervised mode)
+    labelled_fraction: float = 0.2
     weights: LossWeights = field(default_factory=LossWeights)
 
 
@@ -148,6 +156,10 @@ def _train(
     stop_reason = f"reached max_epochs={plan.max_epochs}"
     bar = Progress(plan.max_epochs, progress)
     train_batches = data.batch[train_idx]
+    labelled = train_idx[data.labels[train_idx] >= 0]
+    pool = LabelledPool(labelled, plan.labelled_fraction, rng) if labelled.size else None
+    if data.label_categories is not None and pool is None:
+        logger.warning("No labelled cell fell in the training split; training is unsupervised.")
     try:
         for epoch in range(1, plan.max_epochs + 1):
             start = time.perf_counter()
@@ -155,6 +167,8 @@ def _train(
             sums = dict.fromkeys((*LOSS_TERMS, "monitor"), 0.0)
             n_seen = 0
             for chunk in balanced_epoch(train_batches, train_idx, batch_size, rng):
+                if pool is not None:
+                    chunk = pool.add_to(chunk)
                 batch = _to_device(data.minibatch(chunk), device)
                 out = module.loss(batch, plan.weights)
                 values = _scalars(out)

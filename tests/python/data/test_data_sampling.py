@@ -103,3 +103,29 @@ def test_sequential_batches():
     assert sequential_batches(0, 3) == []
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         sequential_batches(10, 0)
+
+
+def test_labelled_pool_fraction_recycling_and_seed():
+    from mmaavi.data import LabelledPool
+
+    labelled = np.array([3, 7, 11])
+    pool = LabelledPool(labelled, 0.2, np.random.default_rng(0))
+    batch = np.arange(100, 140)
+    out = pool.add_to(batch)
+    assert out.size == 50 and np.array_equal(out[:40], batch)  # 10 of 50 = 20 % labelled
+    assert set(out[40:]) <= set(labelled)
+    # recycled: each full pass over the pool uses every labelled cell once, so after 40 draws
+    # from 3 cells every cell was drawn 13 or 14 times
+    counts = np.bincount(np.concatenate([out[40:], pool.take(30)]))[labelled]
+    assert counts.sum() == 40 and counts.min() >= 13 and counts.max() <= 14
+    again = LabelledPool(labelled, 0.2, np.random.default_rng(0)).add_to(batch)
+    np.testing.assert_array_equal(out, again)
+
+
+def test_labelled_pool_errors():
+    from mmaavi.data import LabelledPool
+
+    with pytest.raises(ValueError, match="at least one labelled"):
+        LabelledPool(np.array([], dtype=np.int64), 0.2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"labelled_fraction must be in \(0, 1\)"):
+        LabelledPool(np.array([1]), 1.0, np.random.default_rng(0))
