@@ -65,9 +65,15 @@ def _umap_png(z: np.ndarray, obs: pd.DataFrame, columns: list[str], path: Path, 
     fig, axes = plt.subplots(1, len(columns), figsize=(6.5 * len(columns), 5.5), squeeze=False)
     for ax, col in zip(axes[0], columns):
         values = obs[col].astype(str)
-        for cat in sorted(values.unique()):
+        categories = sorted(values.unique())
+        # tab10 repeats colours past 10 categories; tab20 keeps up to 20 apart
+        palette = plt.get_cmap("tab10" if len(categories) <= 10 else "tab20")
+        for k, cat in enumerate(categories):
             sel = (values == cat).to_numpy()
-            ax.scatter(coords[sel, 0], coords[sel, 1], s=4, label=cat, rasterized=True)
+            ax.scatter(
+                coords[sel, 0], coords[sel, 1], s=4, label=cat, rasterized=True,
+                color=palette(k % palette.N),
+            )  # fmt: skip
         ax.set_title(f"mmaavi UMAP, coloured by {col}")
         ax.set_xticks([])
         ax.set_yticks([])
