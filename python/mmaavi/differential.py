@@ -170,7 +170,9 @@ def differential(
     was_training = module.training
     module.eval()
     try:
-        qz_loc, qz_scale = _encode_all(model, batch_size)
+        posterior = model._encode(batch_size)
+        qz_loc = torch.from_numpy(posterior["z"])
+        qz_scale = torch.from_numpy(posterior["z_scale"])
         tables = []
         for comp in comparisons:
             stats = _posterior_stats(
@@ -361,18 +363,6 @@ def _comparisons(
 
 
 # ---------------------------------------------------------------------- posterior
-@torch.no_grad()
-def _encode_all(model, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation of q(z|x) for every cell, (n_cells, n_latent) each, on CPU."""
-    locs, scales = [], []
-    for chunk in sequential_batches(model.data.n_cells, batch_size):
-        batch = {k: v.to(model.device) for k, v in model.data.minibatch(chunk).items()}
-        qz, _ = model.module.encode(batch)
-        locs.append(qz.loc.cpu())
-        scales.append(qz.scale.cpu())
-    return torch.cat(locs), torch.cat(scales)
-
-
 @torch.no_grad()
 def _decode(
     model,

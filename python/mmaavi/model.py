@@ -336,14 +336,20 @@ class MMAAVI:
     # ------------------------------------------------------------------ outputs
     @torch.no_grad()
     def _encode(self, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        """Posterior mean of z, attention weights and q(c|z) for every cell, in chunks."""
+        """q(z|x) mean and scale, attention weights and q(c|z) for every cell, in chunks."""
         self._check_trained()
         self.module.eval()
-        outs: dict[str, list[np.ndarray]] = {"z": [], "attention": [], "components": []}
+        outs: dict[str, list[np.ndarray]] = {
+            "z": [],
+            "z_scale": [],
+            "attention": [],
+            "components": [],
+        }
         for chunk in sequential_batches(self.data.n_cells, batch_size):
             batch = {k: v.to(self.device) for k, v in self.data.minibatch(chunk).items()}
             qz, attention = self.module.encode(batch)
             outs["z"].append(qz.loc.cpu().numpy())
+            outs["z_scale"].append(qz.scale.cpu().numpy())
             outs["attention"].append(attention.cpu().numpy())
             outs["components"].append(self.module.component_probabilities(qz.loc).cpu().numpy())
         return {k: np.concatenate(v) for k, v in outs.items()}
