@@ -14,8 +14,8 @@ from ._annotation import SHIPPED_ANNOTATIONS, load_annotation
 from ._build import add_guidance_graph, subset_linked
 from ._check import GRAPH_COLUMNS, GraphReport, check_graph, edges
 from ._genomic import parse_peaks
-from ._keys import GUIDANCE_KEY, REMOVED_KEY
-from ._tensors import EDGE_COLUMNS, graph_tensors
+from ._keys import EDGE_COLUMNS, GUIDANCE_KEY, REMOVED_KEY
+from ._tensors import graph_tensors
 
 __all__ = [
     "ANTIBODY_ALIASES",

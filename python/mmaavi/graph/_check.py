@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._keys import GUIDANCE_KEY
-from ._tensors import MODALITY_COLUMNS
+from ._keys import GUIDANCE_KEY, MODALITY_COLUMNS
 
 logger = logging.getLogger(__name__)
 

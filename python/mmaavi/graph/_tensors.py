@@ -14,54 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-#: columns of an edge-list DataFrame; the modality columns are optional
-EDGE_COLUMNS = ("source", "target", "weight", "sign")
-MODALITY_COLUMNS = ("source_modality", "target_modality")
-
-
-def _feature_lookup(var_names: Mapping[str, pd.Index]) -> tuple[pd.DataFrame, int]:
-    frames = []
-    offset = 0
-    for m, names in var_names.items():
-        frames.append(
-            pd.DataFrame(
-                {
-                    "modality": m,
-                    "feature": np.asarray(names, dtype=str),
-                    "node": np.arange(offset, offset + len(names)),
-                }
-            )
-        )
-        offset += len(names)
-    return pd.concat(frames, ignore_index=True), offset
-
-
-def _resolve(
-    names: pd.Series, modalities: pd.Series | None, lookup: pd.DataFrame, side: str
-) -> np.ndarray:
-    """Node index of each (modality, feature) name; clear errors for unknown or ambiguous names."""
-    names = names.astype(str).reset_index(drop=True)
-    if modalities is not None:
-        key = pd.MultiIndex.from_arrays([lookup["modality"], lookup["feature"]])
-        query = pd.MultiIndex.from_arrays([modalities.astype(str).reset_index(drop=True), names])
-        pos = key.get_indexer(query)
-    else:
-        counts = lookup["feature"].value_counts()
-        ambiguous = names[names.map(counts).fillna(0) > 1].unique()
-        if len(ambiguous):
-            raise ValueError(
-                f"Guidance-graph {side} names {list(ambiguous[:5])} exist in more than one modality. "
-                f"Add '{side}_modality' columns to the edge list to say which feature is meant."
-            )
-        pos = pd.Index(lookup["feature"]).get_indexer(names)
-    unknown = names[pos < 0].unique()
-    if len(unknown):
-        raise ValueError(
-            f"The guidance graph names {len(unknown)} {side} feature(s) that are not in the data, "
-            f"e.g. {list(unknown[:5])}. Expected feature names from the modalities "
-            f"{list(lookup['modality'].unique())}; remove those edges or fix the names."
-        )
-    return lookup["node"].to_numpy()[pos]
+from ._check import as_edge_table, node_ids
 
 
 def _check_consistent_signs(src: np.ndarray, dst: np.ndarray, sign: np.ndarray) -> None:
@@ -98,36 +51,16 @@ def graph_tensors(
     (n_edges,): symmetric (both directions listed), one self-loop per feature, duplicates merged
     (largest weight kept).
     """
-    lookup, n_nodes = _feature_lookup(var_names)
+    n_nodes = sum(len(names) for names in var_names.values())
     if graph is None:
         src = dst = np.zeros(0, dtype=np.int64)
         weight = sign = np.zeros(0, dtype=np.float64)
-    elif isinstance(graph, pd.DataFrame):
-        missing = [c for c in ("source", "target") if c not in graph.columns]
-        if missing:
-            raise KeyError(
-                f"A guidance-graph edge list needs columns 'source' and 'target'; missing {missing}, "
-                f"found {list(graph.columns)}."
-            )
-        has_mod = all(c in graph.columns for c in MODALITY_COLUMNS)
-        src = _resolve(
-            graph["source"], graph["source_modality"] if has_mod else None, lookup, "source"
-        )
-        dst = _resolve(
-            graph["target"], graph["target_modality"] if has_mod else None, lookup, "target"
-        )
-        weight = graph["weight"].to_numpy(float) if "weight" in graph else np.ones(len(graph))
-        sign = graph["sign"].to_numpy(float) if "sign" in graph else np.ones(len(graph))
-    elif sp.issparse(graph):
-        if graph.shape != (n_nodes, n_nodes):
-            raise ValueError(
-                f"A sparse guidance graph must be square over all features ({n_nodes} x {n_nodes}, "
-                f"modalities {list(var_names)} concatenated in order); found shape {graph.shape}."
-            )
-        coo = sp.coo_matrix(graph)
-        nonzero = coo.data != 0
-        src, dst = coo.row[nonzero].astype(np.int64), coo.col[nonzero].astype(np.int64)
-        weight, sign = np.abs(coo.data[nonzero]).astype(float), np.sign(coo.data[nonzero])
+    elif isinstance(graph, pd.DataFrame) or sp.issparse(graph):
+        table = as_edge_table(graph, var_names, on_unknown="raise")
+        src = node_ids(table["source_modality"], table["source"], var_names)
+        dst = node_ids(table["target_modality"], table["target"], var_names)
+        weight = table["weight"].to_numpy(float)
+        sign = table["sign"].to_numpy(float)
     else:
         raise TypeError(
             "graph must be None, a pandas DataFrame edge list or a scipy sparse adjacency; "
