@@ -44,3 +44,18 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def bmmc_default_model():
+    """mmaavi with its defaults on the bundled BMMC mosaic (``n_components=10``, seed 0).
+
+    Trained once per session (~3 minutes on one CPU thread) and shared by the tests that need a
+    fully trained model: integration quality and differential markers.
+    """
+    import mmaavi
+
+    mdata = mmaavi.datasets.bmmc_mosaic()
+    model = mmaavi.MMAAVI(mdata, batch_key="batch", n_components=10)
+    model.train(seed=0, progress="none")
+    return model

@@ -31,9 +31,8 @@ BMMC_FLOORS = {"leiden_ari": 0.40, "silhouette_label": 0.55, "ilisi_knn": 0.50}
 PBMC_FLOORS = {"leiden_ari": 0.60, "silhouette_label": 0.65, "ilisi_knn": 0.60}
 
 
-def _fit_and_score(mdata, label_key: str, n_components: int) -> tuple[dict, dict]:
-    model = mmaavi.MMAAVI(mdata, batch_key="batch", n_components=n_components)
-    model.train(seed=0, progress="none")
+def _score(model, label_key: str) -> tuple[dict, dict]:
+    mdata = model.mdata
     z = model.get_latent_representation()
     labels, batches = mdata.obs[label_key], mdata.obs["batch"]
     ours = integration_metrics(z, labels, batches)
@@ -42,9 +41,9 @@ def _fit_and_score(mdata, label_key: str, n_components: int) -> tuple[dict, dict
     return ours, base
 
 
-def test_bmmc_three_modality_mosaic():
+def test_bmmc_three_modality_mosaic(bmmc_default_model):
     """RNA in 4 batches, ADT in the 2 CITE batches, ATAC in the 2 Multiome batches."""
-    ours, base = _fit_and_score(mmaavi.datasets.bmmc_mosaic(), "cell_type_l1", n_components=10)
+    ours, base = _score(bmmc_default_model, "cell_type_l1")
     # separates the 11 coarse cell types
     assert ours["leiden_ari"] >= BMMC_FLOORS["leiden_ari"]
     assert ours["silhouette_label"] >= BMMC_FLOORS["silhouette_label"]
@@ -62,7 +61,9 @@ def test_pbmc_wnn_rna_adt_mosaic(shared_data):
         {"rna": ad.read_h5ad(folder / "rna.h5ad"), "adt": ad.read_h5ad(folder / "adt.h5ad")},
         batch_key="batch",
     )
-    ours, base = _fit_and_score(mdata, "cell_type", n_components=8)
+    model = mmaavi.MMAAVI(mdata, batch_key="batch", n_components=8)
+    model.train(seed=0, progress="none")
+    ours, base = _score(model, "cell_type")
     assert ours["leiden_ari"] >= PBMC_FLOORS["leiden_ari"]
     assert ours["silhouette_label"] >= PBMC_FLOORS["silhouette_label"]
     assert ours["silhouette_label"] > base["silhouette_label"]
