@@ -59,3 +59,22 @@ def bmmc_default_model():
     model = mmaavi.MMAAVI(mdata, batch_key="batch", n_components=10)
     model.train(seed=0, progress="none")
     return model
+
+
+@pytest.fixture(scope="session")
+def pbmc_mosaic(shared_data):
+    """Factory of the PBMC WNN RNA/ADT mosaic (``../shared/data/pbmc_wnn_rna_adt_mosaic``).
+
+    Each call builds a fresh MuData, so a test may add columns or train on it freely.
+    """
+    import anndata as ad
+
+    import mmaavi
+
+    folder = shared_data / "pbmc_wnn_rna_adt_mosaic"
+
+    def build():
+        mods = {m: ad.read_h5ad(folder / f"{m}.h5ad") for m in ("rna", "adt")}
+        return mmaavi.data.mosaic(mods, batch_key="batch")
+
+    return build

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import pytest
 
+from _helpers import rank_in_modality
+
 pytestmark = pytest.mark.slow
 
 
@@ -44,14 +46,6 @@ pytestmark = pytest.mark.slow
 def model(bmmc_default_model):
     """The session's default BMMC model (conftest), shared with the quality test."""
     return bmmc_default_model
-
-
-def _rank(table, modality: str, feature: str) -> tuple[int, float]:
-    """1-based rank of ``feature`` among its modality's rows, and its Bayes factor."""
-    rows = table[table.modality == modality].reset_index(drop=True)
-    hit = rows.index[rows.feature == feature]
-    assert len(hit) == 1, f"{feature} not found in {modality}"
-    return int(hit[0]) + 1, float(rows.bayes_factor[hit[0]])
 
 
 def test_comparison_groups_mix_cite_and_multiome(model):
@@ -75,7 +69,7 @@ def test_comparison_groups_mix_cite_and_multiome(model):
 def test_known_markers_rank_high(model, group, markers):
     table = model.differential("cell_type_l1", group)
     for modality, feature in markers:
-        rank, bayes_factor = _rank(table, modality, feature)
+        rank, bayes_factor = rank_in_modality(table, modality, feature)
         print(f"BMMC {group} vs rest: {modality} {feature} rank {rank}, BF {bayes_factor:.2f}")
         assert rank <= 20 and bayes_factor > 3
         rows = table[(table.modality == modality) & (table.feature == feature)]

@@ -34,11 +34,11 @@ the original's procedure (missing modalities decoded at library size 0) calls ne
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
 import pytest
 
 import mmaavi
+from _helpers import rank_in_modality
 from mmaavi.differential import differential
 
 pytestmark = pytest.mark.slow
@@ -47,23 +47,10 @@ DELTA = 0.25
 
 
 @pytest.fixture(scope="module")
-def model(shared_data):
-    folder = shared_data / "pbmc_wnn_rna_adt_mosaic"
-    mdata = mmaavi.data.mosaic(
-        {"rna": ad.read_h5ad(folder / "rna.h5ad"), "adt": ad.read_h5ad(folder / "adt.h5ad")},
-        batch_key="batch",
-    )
-    model = mmaavi.MMAAVI(mdata, batch_key="batch", n_components=8)
+def model(pbmc_mosaic):
+    model = mmaavi.MMAAVI(pbmc_mosaic(), batch_key="batch", n_components=8)
     model.train(max_epochs=20, seed=0, progress="none")
     return model
-
-
-def _rank(table, modality: str, feature: str) -> tuple[int, float]:
-    """1-based rank of ``feature`` among its modality's rows, and its Bayes factor."""
-    rows = table[table.modality == modality].reset_index(drop=True)
-    hit = rows.index[rows.feature == feature]
-    assert len(hit) == 1, f"{feature} not found in {modality}"
-    return int(hit[0]) + 1, float(rows.bayes_factor[hit[0]])
 
 
 @pytest.mark.parametrize(
@@ -85,7 +72,7 @@ def _rank(table, modality: str, feature: str) -> tuple[int, float]:
 def test_known_markers_rank_high(model, group, markers):
     table = differential(model, "cell_type", group)
     for modality, feature, top in markers:
-        rank, bayes_factor = _rank(table, modality, feature)
+        rank, bayes_factor = rank_in_modality(table, modality, feature)
         print(f"{group} vs rest: {modality} {feature} rank {rank}, BF {bayes_factor:.2f}")
         assert rank <= top and bayes_factor > 3
         assert table.loc[table.feature == feature, "lfc_mean"].iloc[0] > 0

@@ -30,7 +30,6 @@ semi-supervised model must beat the kNN by 0.1 (measured gaps 0.18 and 0.21).
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
@@ -46,13 +45,9 @@ SEMI_FLOOR = 0.75
 KNN_MARGIN = 0.1
 
 
-def _task(shared_data):
+def _task(pbmc_mosaic):
     """The mosaic (a fresh copy per model) with ``label_p3``, the true labels, the labelled mask."""
-    folder = shared_data / "pbmc_wnn_rna_adt_mosaic"
-    mdata = mmaavi.data.mosaic(
-        {"rna": ad.read_h5ad(folder / "rna.h5ad"), "adt": ad.read_h5ad(folder / "adt.h5ad")},
-        batch_key="batch",
-    )
+    mdata = pbmc_mosaic()
     truth = mdata.obs["cell_type"].astype(str).to_numpy()
     labelled = (mdata.obs["batch"].astype(str) == LABELLED_BATCH).to_numpy()
     mdata.obs["label_p3"] = np.where(labelled, truth, np.nan).astype(object)
@@ -60,8 +55,8 @@ def _task(shared_data):
 
 
 @pytest.fixture(scope="module")
-def semi_accuracy(shared_data):
-    mdata, truth, labelled = _task(shared_data)
+def semi_accuracy(pbmc_mosaic):
+    mdata, truth, labelled = _task(pbmc_mosaic)
     model = mmaavi.MMAAVI(mdata, batch_key="batch", label_key="label_p3")
     model.train(MAX_EPOCHS, seed=0, progress="none")
     predicted = model.predict_labels()["label"].astype(str).to_numpy()
@@ -71,8 +66,8 @@ def semi_accuracy(shared_data):
 
 
 @pytest.fixture(scope="module")
-def knn_accuracy(shared_data):
-    mdata, truth, labelled = _task(shared_data)
+def knn_accuracy(pbmc_mosaic):
+    mdata, truth, labelled = _task(pbmc_mosaic)
     model = mmaavi.MMAAVI(mdata, batch_key="batch", n_components=8)
     model.train(MAX_EPOCHS, seed=0, progress="none")
     z = model.get_latent_representation()
