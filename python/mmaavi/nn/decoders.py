@@ -69,7 +69,8 @@ class HybridDecoder(nn.Module):
         selects the per-batch parameters; ``library`` (n_cells, 1).
         """
         o = self.mix_weight * (z @ v.T) + (1.0 - self.mix_weight) * run_batchnorm_safe(self.mlp, z)
-        logits = nn.functional.softplus(self.scale[batch]) * o + self.shift[batch]
+        # softplus on the (n_batches, F) table, then gather: one row per batch, not per cell
+        logits = nn.functional.softplus(self.scale)[batch] * o + self.shift[batch]
         return build_likelihood(
             self.likelihood,
             logits,

@@ -13,6 +13,26 @@ from torch.distributions import Bernoulli, Distribution, NegativeBinomial, Norma
 _EPS = 1e-8
 
 
+class SparseNegativeBinomial(NegativeBinomial):
+    """torch's negative binomial with a ``log_prob`` that pays for ``lgamma`` only at non-zeros.
+
+    The log-normaliser ``lgamma(theta + x) - lgamma(theta) - lgamma(1 + x)`` is exactly 0 at
+    ``x = 0``. Count matrices are mostly zeros (ATAC peaks: ~3 % non-zero), and on the CPU the
+    dense ``lgamma`` and, in the backward pass, ``digamma`` took a fifth of a training step on
+    10k cells x 26k peaks. The values are the same as torch's to rounding.
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        theta, value = torch.broadcast_tensors(self.total_count, value)
+        logits = self.logits.expand_as(value)
+        log_failure = F.logsigmoid(-logits)  # log(1 - p); log(p) = log(1 - p) + logits
+        log_unnormalised = theta * log_failure + value * (log_failure + logits)
+        nonzero = torch.nonzero(value, as_tuple=True)
+        k, t = value[nonzero], theta[nonzero]
+        log_normaliser = torch.lgamma(t + k) - torch.lgamma(t) - torch.lgamma(1.0 + k)
+        return log_unnormalised.index_put(nonzero, log_unnormalised[nonzero] + log_normaliser)
+
+
 def nb_from_mean(mean: torch.Tensor, theta: torch.Tensor) -> NegativeBinomial:
     """Negative binomial with mean ``mean`` and inverse dispersion ``theta``.
 
@@ -20,7 +40,7 @@ def nb_from_mean(mean: torch.Tensor, theta: torch.Tensor) -> NegativeBinomial:
     ``total_count * exp(logits)``, so ``logits = log(mean) - log(theta)``.
     """
     logits = torch.log(mean + _EPS) - torch.log(theta + _EPS)
-    return NegativeBinomial(total_count=theta, logits=logits, validate_args=False)
+    return SparseNegativeBinomial(total_count=theta, logits=logits, validate_args=False)
 
 
 class ZeroInflatedNegativeBinomial(Distribution):
