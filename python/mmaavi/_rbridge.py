@@ -19,6 +19,7 @@ and the seed.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import sys
 import warnings
@@ -181,8 +182,7 @@ def fit(
     seed: int = 0,
     threads: int = 1,
     verbose: bool = False,
-    model_args: Mapping[str, Any] | None = None,
-    train_args: Mapping[str, Any] | None = None,
+    args: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the mosaic, train, save to ``model_dir`` and return every per-cell output.
 
@@ -200,8 +200,9 @@ def fit(
         torch CPU threads while training (restored afterwards).
     verbose
         Print one line per epoch.
-    model_args, train_args
-        Further keyword arguments of :class:`~mmaavi.MMAAVI` and :meth:`~mmaavi.MMAAVI.train`.
+    args
+        Further keyword arguments, each going to :class:`~mmaavi.MMAAVI` or to
+        :meth:`~mmaavi.MMAAVI.train` by its name (``n_latent``, ``max_epochs``, ...).
 
     Returns
     -------
@@ -218,11 +219,8 @@ def fit(
         raise FileExistsError(
             f"model.dir {out_dir} exists and is not empty; choose a new directory or empty it."
         )
+    model_args, train_args = _split_args(args)
     mdata = build_mosaic(blocks, obs, batch_key)
-    model_args = _integers(model_args)
-    train_args = _integers(train_args)
-    for reserved in ("seed", "progress"):
-        train_args.pop(reserved, None)
     model = MMAAVI(
         mdata,
         batch_key=batch_key,
@@ -240,6 +238,29 @@ def fit(
     result["history"] = model.history.copy()
     result["train_info"] = dict(model.train_info)
     return result
+
+
+def _split_args(args: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Route extra arguments to ``MMAAVI()`` or ``train()`` by name; refuse the others."""
+    from .model import MMAAVI
+
+    own = {"mdata", "self", "batch_key", "label_key", "n_components", "seed", "progress"}
+    model_names = set(inspect.signature(MMAAVI.__init__).parameters) - own
+    train_names = set(inspect.signature(MMAAVI.train).parameters) - own
+    model_args: dict[str, Any] = {}
+    train_args: dict[str, Any] = {}
+    for key, value in _integers(args).items():
+        if key in model_names:
+            model_args[key] = value
+        elif key in train_names:
+            train_args[key] = value
+        else:
+            raise TypeError(
+                f"unknown argument {key!r}: the arguments passed on to the Python model are those "
+                f"of MMAAVI() ({', '.join(sorted(model_names))}) and of train() "
+                f"({', '.join(sorted(train_names))})."
+            )
+    return model_args, train_args
 
 
 def _outputs(model) -> dict[str, Any]:
@@ -302,8 +323,8 @@ def describe(model_dir: str) -> dict[str, Any]:
         "batch": mdata.obs[batch_key].astype(str).tolist(),
         "modalities": list(meta["modalities"]),
         "features": {m: list(v) for m, v in meta["var_names"].items()},
-        "init_params": json.dumps(meta["init_params"]),
-        "train_info": json.dumps(meta.get("train_info", {})),
+        "init_params": dict(meta["init_params"]),
+        "train_info": dict(meta.get("train_info", {})),
         "mmaavi_version": str(meta.get("mmaavi_version")),
     }
 

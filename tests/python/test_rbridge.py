@@ -64,7 +64,7 @@ def fitted(bmmc_blocks, tmp_path_factory):
         str(model_dir),
         n_components=float(N_COMPONENTS),
         seed=0.0,
-        train_args={"max_epochs": float(EPOCHS)},
+        args={"max_epochs": float(EPOCHS)},
     )
     return result, model_dir
 
@@ -98,7 +98,7 @@ def test_fit_does_not_depend_on_the_input_cell_order(bmmc_blocks, fitted, tmp_pa
         obs.sample(frac=1.0, random_state=3),
         str(tmp_path / "shuffled"),
         n_components=N_COMPONENTS,
-        train_args={"max_epochs": EPOCHS},
+        args={"max_epochs": EPOCHS},
     )
     assert shuffled["cells"] == result["cells"]
     np.testing.assert_array_equal(shuffled["latent"], result["latent"])
@@ -183,6 +183,15 @@ def test_load_names_what_a_model_directory_needs(tmp_path):
         _rbridge.load(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="not a model directory written by RunMMAAVI"):
         _rbridge.describe(str(tmp_path))
+
+
+def test_extra_arguments_go_to_the_model_or_train_by_name():
+    model_args, train_args = _rbridge._split_args({"n_latent": 8.0, "max_epochs": 3.0, "lr": 0.01})
+    assert model_args == {"n_latent": 8} and train_args == {"max_epochs": 3, "lr": 0.01}
+    with pytest.raises(TypeError, match="unknown argument 'max_epoch'.*max_epochs"):
+        _rbridge._split_args({"max_epoch": 3})
+    with pytest.raises(TypeError, match="unknown argument 'seed'"):
+        _rbridge._split_args({"seed": 1})
 
 
 def test_integral_doubles_from_r_become_int():
