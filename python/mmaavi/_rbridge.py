@@ -59,23 +59,13 @@ _INT_ARGS = frozenset(
 
 
 def versions() -> dict[str, str]:
-    """Versions of mmaavi and the libraries it runs on, for ``mmaavi_python_info()``."""
-    import anndata
-    import mudata
-    import scipy
-    import torch
+    """Versions of mmaavi and the libraries it runs on, as plain str, for ``mmaavi_python_info()``."""
+    from importlib.metadata import version
 
-    return {
-        "mmaavi": __version__,
-        "python": sys.version.split()[0],
-        "executable": sys.executable,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pandas": pd.__version__,
-        "anndata": anndata.__version__,
-        "mudata": mudata.__version__,
-    }
+    out = {"mmaavi": __version__, "python": sys.version.split()[0], "executable": sys.executable}
+    for package in ("torch", "numpy", "scipy", "pandas", "anndata", "mudata"):
+        out[package] = str(version(package))
+    return out
 
 
 def _names(values: str | Sequence[str]) -> list[str]:
@@ -220,7 +210,8 @@ def fit(
             f"model.dir {out_dir} exists and is not empty; choose a new directory or empty it."
         )
     model_args, train_args = _split_args(args)
-    mdata = build_mosaic(blocks, obs, batch_key)
+    with _quiet_io():
+        mdata = build_mosaic(blocks, obs, batch_key)
     model = MMAAVI(
         mdata,
         batch_key=batch_key,
@@ -233,7 +224,8 @@ def fit(
         result = _outputs(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / MODEL_SUBDIR)
-    mdata.write(out_dir / DATA_FILE)
+    with _quiet_io():
+        mdata.write(out_dir / DATA_FILE)
     result["model_dir"] = str(out_dir.resolve())
     result["history"] = model.history.copy()
     result["train_info"] = dict(model.train_info)
@@ -282,13 +274,21 @@ def _outputs(model) -> dict[str, Any]:
 
 
 def _read_data(path: Path):
-    """The saved mosaic; mudata's warning about feature names shared across modalities (gene
-    and protein CD4) is noise here, as in :func:`mmaavi.data.mosaic`."""
+    """The saved mosaic."""
     import mudata
 
+    with _quiet_io():
+        return mudata.read_h5mu(path)
+
+
+@contextlib.contextmanager
+def _quiet_io() -> Iterator[None]:
+    """Silence what mudata/anndata I/O warns about their own future API and shared feature names
+    (gene and protein CD4): nothing an R user can act on, and it would print on every call."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Cannot join columns", category=UserWarning)
-        return mudata.read_h5mu(path)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        yield
 
 
 def load(model_dir: str, device: str = "cpu"):

@@ -1,0 +1,4 @@
+library(testthat)
+library(mmaavi)
+
+test_check("mmaavi")
