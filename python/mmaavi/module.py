@@ -239,12 +239,11 @@ class MMAAVIModule(nn.Module):
             fmask = fmask[present] if fmask is not None else None
             measured_x = x if fmask is None else x * fmask
             library = measured_x.sum(dim=1, keepdim=True)
-            px = self.likelihood(m, z[present], v, batch_index[present], library, fmask)
-            target = (x > 0).to(x.dtype) if self.likelihoods[m] == "bernoulli" else x
-            log_prob = px.log_prob(target)
-            if fmask is not None:
-                log_prob = log_prob * fmask
-            nll[m] = -log_prob.sum(dim=1).mean()
+            a, b = self.feature_slices[m]
+            log_lik = self.decoders[m].log_likelihood(
+                x, z[present], v[a:b], batch_index[present], library, fmask
+            )
+            nll[m] = -log_lik.mean()
         nll_total = torch.stack(list(nll.values())).sum()
 
         if self.discriminator is not None:

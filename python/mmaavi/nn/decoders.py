@@ -9,7 +9,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from ._mlp import mlp, run_batchnorm_safe
-from .likelihoods import build_likelihood
+from .likelihoods import build_likelihood, nb_log_likelihood
 
 
 class HybridDecoder(nn.Module):
@@ -55,6 +55,18 @@ class HybridDecoder(nn.Module):
         self.log_theta = nn.Parameter(torch.zeros(n_batches, n_features))
         self.zi_logits = nn.Parameter(torch.zeros(n_batches, n_features))
 
+    def logits(self, z: torch.Tensor, v: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """``l``, (n_cells, n_features): the hybrid output under each cell's batch affine."""
+        head = self.mlp[-1]
+        hidden = run_batchnorm_safe(self.mlp[:-1], z)
+        w = self.mix_weight
+        # o = w * z V^T + (1 - w) * (hidden W^T + b), as two fused multiply-adds; (1 - w) scales
+        # the narrow hidden rather than the output, so W's gradient needs no extra pass
+        o = torch.addmm(head.bias, hidden * (1.0 - w), head.weight.T, beta=1.0 - w)
+        o = torch.addmm(o, z, v.T, alpha=w)
+        # softplus on the (n_batches, F) table, then gather: one row per batch, not per cell
+        return torch.addcmul(self.shift[batch], nn.functional.softplus(self.scale)[batch], o)
+
     def forward(
         self,
         z: torch.Tensor,
@@ -68,17 +80,38 @@ class HybridDecoder(nn.Module):
         ``v`` is this modality's block of V (n_features, n_latent); ``batch`` int64 (n_cells,)
         selects the per-batch parameters; ``library`` (n_cells, 1).
         """
-        o = self.mix_weight * (z @ v.T) + (1.0 - self.mix_weight) * run_batchnorm_safe(self.mlp, z)
-        # softplus on the (n_batches, F) table, then gather: one row per batch, not per cell
-        logits = nn.functional.softplus(self.scale)[batch] * o + self.shift[batch]
         return build_likelihood(
             self.likelihood,
-            logits,
+            self.logits(z, v, batch),
             library,
             self.log_theta[batch],
             self.zi_logits[batch],
             feature_mask,
         )
+
+    def log_likelihood(
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor,
+        v: torch.Tensor,
+        batch: torch.Tensor,
+        library: torch.Tensor,
+        feature_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """log p(x | z, V) per cell, summed over the measured features, (n_cells,).
+
+        Arguments as in :meth:`forward`, with ``x`` the raw data (n_cells, n_features). The NB
+        case takes the sparse-aware path of :func:`nb_log_likelihood`, the training hot spot.
+        """
+        if self.likelihood == "nb":
+            logits = self.logits(z, v, batch)
+            return nb_log_likelihood(x, logits, library, self.log_theta[batch], feature_mask)
+        px = self.forward(z, v, batch, library, feature_mask)
+        target = (x > 0).to(x.dtype) if self.likelihood == "bernoulli" else x
+        log_prob = px.log_prob(target)
+        if feature_mask is not None:
+            log_prob = log_prob * feature_mask
+        return log_prob.sum(dim=1)
 
 
 class Decoders(nn.ModuleDict):

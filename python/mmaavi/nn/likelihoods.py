@@ -73,6 +73,62 @@ class ZeroInflatedNegativeBinomial(Distribution):
         return torch.where(value < 0.5, at_zero, log_keep + nb_log_prob)
 
 
+def nb_log_likelihood(
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    library: torch.Tensor,
+    log_theta: torch.Tensor,
+    feature_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-cell NB log-likelihood summed over features, with mean ``softmax(logits) * library``.
+
+    The training loss's hot path: the same value as summing
+    ``build_likelihood("nb", ...).log_prob(x)`` over the measured features, computed with a
+    third of the dense passes. With ``mu/theta = exp(log_softmax(l) + log L - log theta)``:
+
+    * dense, every (cell, feature): ``theta * log(theta / (theta + mu)) = -theta * log1p(mu/theta)``;
+    * only where ``x > 0``: ``x * log(mu / (theta + mu))`` and the log-normaliser
+      ``lgamma(x + theta) - lgamma(theta) - lgamma(1 + x)`` (both are 0 at ``x = 0``).
+
+    Count matrices are mostly zeros, so the second part is cheap. Unmeasured features
+    (``feature_mask`` False) get ``mu = 0`` and count as 0, so they add nothing.
+
+    Parameters
+    ----------
+    x
+        Raw counts, (n_cells, n_features).
+    logits
+        Decoder output after the batch affine, (n_cells, n_features).
+    library
+        Library size per cell (over measured features), (n_cells, 1).
+    log_theta
+        Log inverse dispersion per cell row, (n_cells, n_features).
+    feature_mask
+        Bool (n_cells, n_features), True where the feature was measured.
+
+    Returns
+    -------
+    torch.Tensor
+        (n_cells,) log-likelihoods.
+    """
+    if feature_mask is not None:
+        logits = logits.masked_fill(~feature_mask, float("-inf"))
+        x = x * feature_mask
+    log_mu = torch.log_softmax(logits, dim=-1) + torch.log(library.clamp_min(_EPS))
+    log_ratio = log_mu - log_theta  # log(mu / theta)
+    per_cell = -(torch.exp(log_theta) * torch.log1p(torch.exp(log_ratio))).sum(dim=-1)
+    rows, cols = torch.nonzero(x, as_tuple=True)
+    k, lt, lm = x[rows, cols], log_theta[rows, cols], log_mu[rows, cols]
+    t = torch.exp(lt)
+    at_nonzero = (
+        k * (lm - torch.logaddexp(lt, lm))
+        + torch.lgamma(k + t)
+        - torch.lgamma(t)
+        - torch.lgamma(1.0 + k)
+    )
+    return per_cell.index_add(0, rows, at_nonzero)
+
+
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Softmax over features, restricted to the measured ones when ``mask`` is given."""
     if mask is not None:

@@ -10,6 +10,7 @@ from scipy.special import expit
 from torch.distributions import NegativeBinomial
 
 from mmaavi.nn import ZeroInflatedNegativeBinomial, build_likelihood, nb_from_mean
+from mmaavi.nn.likelihoods import nb_log_likelihood
 
 MEANS = [0.05, 0.7, 3.0, 25.0, 400.0]
 THETAS = [0.1, 1.0, 4.0, 50.0]
@@ -148,3 +149,23 @@ def test_unknown_likelihood_raises():
         ValueError, match=r"Unknown likelihood 'poisson'.*nb, zinb, bernoulli, normal"
     ):
         build_likelihood("poisson", z, torch.ones(2, 1), z, z)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_nb_log_likelihood_equals_summed_log_prob(masked):
+    """The training loss's fused NB path gives the per-cell sum of the distribution's
+    log-probabilities over measured features, including a cell with library size 0."""
+    gen = torch.Generator().manual_seed(1)
+    n, f = 30, 200
+    logits = torch.randn(n, f, generator=gen) * 2
+    library = torch.randint(0, 500, (n, 1), generator=gen).float()
+    library[0] = 0.0
+    log_theta = torch.randn(n, f, generator=gen)
+    mask = torch.rand(n, f, generator=gen) < 0.8 if masked else None
+    x = torch.poisson(torch.softmax(logits, 1) * library, generator=gen)
+    x = x * (torch.rand(n, f, generator=gen) < 0.5)
+    got = nb_log_likelihood(x, logits, library, log_theta, mask)
+    dist = build_likelihood("nb", logits, library, log_theta, torch.zeros(n, f), mask)
+    want = dist.log_prob(x if mask is None else x * mask)
+    want = (want if mask is None else want * mask).sum(dim=1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
