@@ -141,3 +141,33 @@ def pca_baseline(mdata, n_comps: int = 30, seed: int = 0) -> np.ndarray:
     joint = StandardScaler().fit_transform(joint)
     n_comps = min(n_comps, min(joint.shape) - 1)
     return TruncatedSVD(n_comps, random_state=seed).fit_transform(joint)
+
+
+def log_normalise(counts, target_sum: float = 1e4) -> np.ndarray:
+    """``log1p`` of counts scaled to ``target_sum`` per cell (rows), as a dense float64 array."""
+    x = sp.csr_matrix(counts, dtype=np.float64)
+    lib = np.asarray(x.sum(1)).ravel()
+    x = sp.diags(target_sum / np.maximum(lib, 1e-12)) @ x
+    x.data = np.log1p(x.data)
+    return x.toarray()
+
+
+def feature_correlation(predicted, measured) -> np.ndarray:
+    """Pearson correlation across cells, per feature (column), of two cells x features arrays.
+
+    The imputation score: ``np.nanmedian(feature_correlation(log1p(imputed), log_normalise(x)))``.
+    Features constant in either array get NaN.
+    """
+    a = np.asarray(predicted, dtype=np.float64)
+    b = np.asarray(measured, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"predicted and measured must have the same shape; found {a.shape} and {b.shape}."
+        )
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    denom = np.sqrt((a**2).sum(0) * (b**2).sum(0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(0) / denom
+    r[denom == 0] = np.nan
+    return r
