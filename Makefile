@@ -23,14 +23,31 @@ PY_SRC     := python tests/python
 DEMO_OUT   ?= mmaavi_demo
 PYTEST_ARGS ?=
 
-# The R suite is added with the R package (DESCRIPTION); until then `make test-r` only says so.
+# The R package (DESCRIPTION, R/, tests/testthat, vignettes/) is checked with R CMD check in
+# $(R_DIR), against the Python in $(VENV). R and its packages come from Debian (CRAN is not
+# reachable here); ../shared/docs/ENVIRONMENT.md lists them and the offline pitfalls.
 R_TESTS    ?= test-r
+R_DIR      := build/r
+R_LIB      := $(R_DIR)/lib
+R_VERSION   = $(shell sed -n 's/^Version:[[:space:]]*//p' DESCRIPTION)
+R_APT      := r-base-core r-base-dev r-cran-matrix r-cran-reticulate r-cran-seurat \
+              r-cran-seuratobject r-bioc-singlecellexperiment r-cran-testthat r-cran-knitr \
+              r-cran-rmarkdown r-bioc-biocstyle pandoc r-cran-roxygen2 qpdf r-cran-uwot \
+              r-cran-ggplot2
+R_PKGS     := Matrix reticulate Seurat SeuratObject SingleCellExperiment SummarizedExperiment \
+              S4Vectors testthat knitr rmarkdown BiocStyle uwot ggplot2
+# Python for reticulate; an empty local package repository instead of Debian's CRAN mirror
+# (offline: no "unable to access index" noise); no clock check (it needs the network).
+R_ENV       = RETICULATE_PYTHON=$(abspath $(PY)) MMAAVI_PYTHON=$(abspath $(PY)) \
+              R_PROFILE_USER=$(abspath $(R_DIR))/Rprofile _R_CHECK_SYSTEM_CLOCK_=false \
+              _R_CHECK_CRAN_INCOMING_REMOTE_=false OMP_NUM_THREADS=1
 
-.PHONY: help venv install test test-py test-r lint format demo clean
+.PHONY: help venv install test test-py test-r r-deps r-offline lint format demo demo-r clean
 
 help:
 	@echo "make demo     install, then train on the bundled BMMC mosaic (writes $(DEMO_OUT)/)"
-	@echo "make test     install, then ruff check + format check + pytest (+ R suite when present)"
+	@echo "make test     install, then ruff check + format check + pytest + R CMD check (R package)"
+	@echo "make test-r   R CMD build (runs the vignettes) + R CMD check --no-manual of the R package"
 	@echo "make venv     create $(VENV) with $(PYTHON_SYS) and install mmaavi[test] (no-op when done)"
 	@echo "make lint     ruff check + ruff format --check"
 	@echo "make format   ruff format + ruff check --fix"
@@ -73,17 +90,52 @@ format: $(STAMP)
 test-py: $(STAMP)
 	$(PY) -m pytest tests/python $(PYTEST_ARGS)
 
-test-r:
-	@if [ -f DESCRIPTION ]; then \
-	  echo "error: DESCRIPTION exists but the R suite is not wired into the Makefile yet" >&2; exit 1; \
-	else \
-	  echo ">> R suite: no R package yet (no DESCRIPTION); skipped"; \
+# Installs the Debian R packages when one is missing (as root with apt-get), else says what to run.
+r-deps:
+	@if ! command -v Rscript >/dev/null 2>&1 || ! command -v pandoc >/dev/null 2>&1 \
+	    || ! Rscript -e 'for (p in strsplit("$(R_PKGS)", " +")[[1]]) if (!requireNamespace(p, quietly = TRUE)) quit(status = 1)' >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo ">> installing R and its packages with apt-get"; \
+	    apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(R_APT); \
+	  else \
+	    echo "error: R or one of its packages is missing; install them with" \
+	         "apt-get install --no-install-recommends $(R_APT)" >&2; \
+	    exit 1; \
+	  fi; \
 	fi
+
+r-offline:
+	@mkdir -p $(R_DIR)/repo/src/contrib
+	@: > $(R_DIR)/repo/src/contrib/PACKAGES
+	@echo 'options(repos = c(CRAN = "file://$(abspath $(R_DIR))/repo"))' > $(R_DIR)/Rprofile
+
+# R CMD build runs the vignettes (they train on the bundled data); R CMD check runs testthat
+# and the vignettes' code once more (--no-build-vignettes: not a third time). R CMD check exits
+# 0 with WARNINGs, so the log's Status line decides.
+test-r: $(STAMP) r-deps r-offline
+	@if [ ! -f DESCRIPTION ]; then echo ">> R suite: no R package (no DESCRIPTION); skipped"; exit 0; fi
+	rm -rf $(R_DIR)/mmaavi.Rcheck $(R_DIR)/mmaavi_*.tar.gz
+	cd $(R_DIR) && $(R_ENV) R CMD build $(CURDIR)
+	cd $(R_DIR) && $(R_ENV) R CMD check --no-manual --no-build-vignettes mmaavi_$(R_VERSION).tar.gz
+	@status=$$(sed -n 's/^Status: //p' $(R_DIR)/mmaavi.Rcheck/00check.log); \
+	if [ "$$status" != "OK" ]; then \
+	  echo "error: R CMD check status: $$status (see $(R_DIR)/mmaavi.Rcheck/00check.log)" >&2; exit 1; \
+	fi; \
+	echo ">> R CMD check: Status: OK"
 
 test: lint test-py $(R_TESTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/mmaavi demo --out $(DEMO_OUT)
+	@$(MAKE) --no-print-directory demo-r
+
+# The Seurat workflow of the R package on the same data -> $(DEMO_OUT)/R (plots and tables).
+demo-r: $(STAMP) r-deps r-offline
+	mkdir -p $(R_LIB)
+	$(R_ENV) R CMD INSTALL --no-test-load -l $(R_LIB) . >$(R_DIR)/install.log 2>&1 \
+	  || { cat $(R_DIR)/install.log; exit 1; }
+	$(R_ENV) R_LIBS=$(abspath $(R_LIB)) Rscript inst/scripts/demo.R $(DEMO_OUT)/R
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache build dist

@@ -16,11 +16,15 @@
 #'    assay span every cell, so `merge()` fills unmeasured cells with zeros); a message says
 #'    how many cells of each modality were treated so.
 #'
+#' Likewise, the genes one batch's panel lacks are zeros there after `merge()`: by default
+#' (`batch.features = "nonzero"`) a feature without a count in any cell of a batch is treated
+#' as not measured in that batch (a message says how many). Each batch is given to the model
+#' as its own block of cells.
+#'
 #' To build such a Seurat object, create one object per assay type and `merge()` them, then
 #' add the missing assays as all-zero matrices over all cells, or create the object from the
 #' union of cells with zero columns where a modality was not measured (see the vignette
-#' `vignette("seurat", package = "mmaavi")`). Genes absent from one batch are zeros there, as
-#' in any merged Seurat object.
+#' `vignette("seurat", package = "mmaavi")`).
 #'
 #' Cells are given to the model in one canonical order (by name), so the result depends on the
 #' cells and the seed, not on the column order of `object`. The model and the data it was
@@ -56,6 +60,10 @@ RunMMAAVI.default <- function(object, ...) {
 #'   cell table.
 #' @param observed Optional named list, modality = the name of a logical column of the cell
 #'   table, or the names of the cells that measured it, or a logical vector over the cells.
+#' @param batch.features `"nonzero"` (default): in each batch, a feature without a single count
+#'   in the cells of that batch counts as not measured there (`merge()` fills the genes a
+#'   batch lacks with zeros, which would tell the model those genes are silent). `"all"`:
+#'   every feature was measured in every cell that measured the modality.
 #' @param n.components Number of mixture components (cell states) of the prior. Required
 #'   without `labels`; with labels the default is the number of classes.
 #' @param reduction.name,reduction.key Name and key of the `DimReduc` added.
@@ -82,8 +90,8 @@ RunMMAAVI.default <- function(object, ...) {
 #' }
 #' @export
 RunMMAAVI.Seurat <- function(object, assays = NULL, batch = NULL, labels = NULL,
-                             observed = NULL, n.components = NULL,
-                             reduction.name = "mmaavi", reduction.key = "MMAAVI_",
+                             observed = NULL, batch.features = c("nonzero", "all"),
+                             n.components = NULL, reduction.name = "mmaavi", reduction.key = "MMAAVI_",
                              model.dir = NULL, seed = 0L, threads = 1L, verbose = TRUE, ...) {
   available <- SeuratObject::Assays(object)
   if (is.null(assays)) {
@@ -107,6 +115,7 @@ RunMMAAVI.Seurat <- function(object, assays = NULL, batch = NULL, labels = NULL,
   .check_count(seed, "seed", min = 0)
   .check_count(threads, "threads")
   .check_flag(verbose, "verbose")
+  batch.features <- .check_choice(batch.features, c("nonzero", "all"), "batch.features")
   model.dir <- .check_model_dir(model.dir)
 
   cells <- colnames(object)
@@ -117,7 +126,9 @@ RunMMAAVI.Seurat <- function(object, assays = NULL, batch = NULL, labels = NULL,
     }
     .as_dgc(x, paste0("assay '", a, "' counts"))
   })
-  blocks <- .mosaic_blocks(counts, cells, observed, table, "meta.data", verbose)
+  blocks <- .mosaic_blocks(counts, cells, observed, table, "meta.data", verbose,
+    batch_values, batch.features
+  )
   fit <- .fit_mosaic(blocks, cells, batch_values, label_values, n.components, model.dir,
     seed, threads, verbose,
     args = list(...)
@@ -165,8 +176,9 @@ RunMMAAVI.Seurat <- function(object, assays = NULL, batch = NULL, labels = NULL,
 #' @export
 RunMMAAVI.SingleCellExperiment <- function(object, assay.type = "counts", main.modality = "rna",
                                            altexps = NULL, batch = NULL, labels = NULL,
-                                           observed = NULL, n.components = NULL,
-                                           name = "MMAAVI", model.dir = NULL, seed = 0L,
+                                           observed = NULL,
+                                           batch.features = c("nonzero", "all"),
+                                           n.components = NULL, name = "MMAAVI", model.dir = NULL, seed = 0L,
                                            threads = 1L, verbose = TRUE, ...) {
   .check_string(assay.type, "assay.type")
   .check_string(main.modality, "main.modality", null.ok = TRUE)
@@ -192,6 +204,7 @@ RunMMAAVI.SingleCellExperiment <- function(object, assay.type = "counts", main.m
   .check_count(seed, "seed", min = 0)
   .check_count(threads, "threads")
   .check_flag(verbose, "verbose")
+  batch.features <- .check_choice(batch.features, c("nonzero", "all"), "batch.features")
   model.dir <- .check_model_dir(model.dir)
 
   experiments <- c(
@@ -209,7 +222,9 @@ RunMMAAVI.SingleCellExperiment <- function(object, assay.type = "counts", main.m
     colnames(x) <- cells
     x
   }, experiments, names(experiments))
-  blocks <- .mosaic_blocks(counts, cells, observed, table, "colData", verbose)
+  blocks <- .mosaic_blocks(counts, cells, observed, table, "colData", verbose,
+    batch_values, batch.features
+  )
   fit <- .fit_mosaic(blocks, cells, batch_values, label_values, n.components, model.dir,
     seed, threads, verbose,
     args = list(...)

@@ -38,6 +38,16 @@
   invisible(as.integer(x))
 }
 
+.check_choice <- function(x, choices, arg) {
+  if (identical(x, choices)) {
+    return(choices[1])
+  }
+  if (!is.character(x) || length(x) != 1L || !x %in% choices) {
+    .abort(arg, " must be one of ", .show(choices), "; found ", if (is.character(x) && length(x) == 1L) paste0("'", x, "'") else .describe(x), ".")
+  }
+  x
+}
+
 .check_flag <- function(x, arg) {
   if (!is.logical(x) || length(x) != 1L || is.na(x)) {
     .abort(arg, " must be TRUE or FALSE; found ", .describe(x), ".")

@@ -4,9 +4,13 @@
 # Which cells measured each modality. `counts` is a named list modality -> dgCMatrix (features
 # x the cells it has, a subset of `cells` for SeuratObject 5 assays); `observed` the user's
 # argument; `table` the cell table. Rules, in order: `observed`, an assay covering a subset of
-# the cells, then all-zero columns = not measured (with a message). Returns the blocks the
-# bridge takes: modality -> list(list(x, features, cells)).
-.mosaic_blocks <- function(counts, cells, observed, table, what, verbose) {
+# the cells, then all-zero columns = not measured (with a message). Each modality is then cut
+# into one block per batch (in sorted batch order); with batch.features = "nonzero" a block
+# keeps only the features with a count in that batch, so genes a batch never measured (zeros
+# from merge()) are unmeasured there, not zero. Returns the blocks the bridge takes:
+# modality -> list(list(x, features, cells), ...).
+.mosaic_blocks <- function(counts, cells, observed, table, what, verbose, batch,
+                           batch.features) {
   if (!is.null(observed)) {
     if (!is.list(observed) && !is.character(observed) || is.null(names(observed)) || any(!nzchar(names(observed)))) {
       .abort("observed must be a named list, modality = a logical ", what, " column name or a vector of cell names, e.g. list(adt = 'has_adt'); found ", .describe(observed), ".")
@@ -37,11 +41,29 @@
       .abort("no cell measured modality '", modality, "' (all its columns are zero or excluded); drop it from the modalities.")
     }
     keep <- colnames(x) %in% which
-    blocks[[modality]] <- list(list(
-      x = if (all(keep)) x else x[, keep, drop = FALSE],
-      features = rownames(x),
-      cells = colnames(x)[keep]
-    ))
+    mod_cells <- colnames(x)[keep]
+    mod_batch <- batch[match(mod_cells, cells)]
+    blocks[[modality]] <- lapply(split(mod_cells, mod_batch), function(block_cells) {
+      block <- x[, block_cells, drop = FALSE]
+      if (batch.features == "all") {
+        return(list(x = block, features = rownames(x), cells = block_cells))
+      }
+      nonzero <- Matrix::rowSums(block != 0) > 0
+      if (!any(nonzero)) {
+        .abort("modality '", modality, "': the cells of batch '", mod_batch[match(block_cells[1], mod_cells)], "' that measured it have no count at all; check observed.")
+      }
+      list(x = block[nonzero, , drop = FALSE], features = rownames(x)[nonzero], cells = block_cells)
+    })
+    unmeasured <- vapply(blocks[[modality]], function(b) nrow(x) - length(b$features), numeric(1))
+    names(blocks[[modality]]) <- NULL
+    unmeasured <- unmeasured[unmeasured > 0]
+    if (verbose && length(unmeasured)) {
+      message(
+        "RunMMAAVI: ", modality, " features without a count in any cell of a batch count as not measured there: ",
+        paste0(unmeasured, " of ", nrow(x), " in '", names(unmeasured), "'", collapse = ", "),
+        ". Set batch.features = \"all\" if they were measured."
+      )
+    }
   }
   zero_counts <- zero_counts[zero_counts > 0]
   if (verbose && length(zero_counts)) {
@@ -51,7 +73,7 @@
       ". Pass observed = list(<modality> = <logical column or cell names>) to say it explicitly."
     )
   }
-  measured_any <- unique(unlist(lapply(blocks, function(b) b[[1]]$cells), use.names = FALSE))
+  measured_any <- unique(unlist(lapply(blocks, function(m) lapply(m, `[[`, "cells")), use.names = FALSE))
   none <- setdiff(cells, measured_any)
   if (length(none)) {
     .abort(length(none), " cells measured no modality (all-zero in every assay), e.g. ", .show(none, 3L), ". Remove them first, e.g. subset(object, cells = setdiff(colnames(object), <those>)) or object[, <measured cells>].")
@@ -109,7 +131,7 @@
     .abort(sum(is.na(idx)), " cells of the object are not in the ", what, ", e.g. ", .show(cells[is.na(idx)], 3L), ". Use the object the model was trained on (or subset it, not add cells).")
   }
   latent <- as.matrix(res$latent)[idx, , drop = FALSE]
-  rownames(latent) <- cells
+  dimnames(latent) <- list(cells, paste0("MMAAVI_", seq_len(ncol(latent))))
   attention <- as.matrix(res$attention)[idx, , drop = FALSE]
   dimnames(attention) <- list(cells, unlist(res$modalities))
   out <- list(
@@ -117,7 +139,7 @@
     attention = attention,
     model.dir = res$model_dir,
     train = res$train_info,
-    history = res$history
+    history = as.data.frame(lapply(res$history, as.vector), check.names = FALSE)
   )
   if (!is.null(res$labels)) {
     out$labels <- factor(unlist(res$labels)[idx], levels = unlist(res$classes))

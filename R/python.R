@@ -124,7 +124,7 @@
   last <- tryCatch(reticulate::py_last_error(), error = function(e) NULL)
   if (!is.null(last) && length(last$value) == 1L && nzchar(last$value) &&
     grepl(last$value, message, fixed = TRUE)) {
-    value <- sub("^'(.*)'$", "\\1", last$value)
+    value <- sub("^(['\"])(.*)\\1$", "\\2", last$value)
     return(paste0(last$type, ": ", value))
   }
   trimws(sub("\\n+Detailed traceback:.*$", "", message))

@@ -95,9 +95,7 @@ MMAAVIBayesFactors <- function(object, group.by, ident.1, ident.2 = NULL, modali
     threads = as.integer(threads),
     differential_args = list(...)
   )
-  table <- as.data.frame(table, stringsAsFactors = FALSE)
-  rownames(table) <- NULL
-  table
+  as.data.frame(lapply(table, as.vector), stringsAsFactors = FALSE, check.names = FALSE)
 }
 
 .check_ident <- function(value, arg, present) {

@@ -7,6 +7,9 @@ as R stores counts), character vectors as ``str`` or ``list[str]``, numbers as `
 model with :class:`mmaavi.MMAAVI`, and return numpy arrays, lists and DataFrames, which reticulate
 1.28 converts back (scipy sparse and torch tensors do not convert, so none is returned).
 
+DataFrames are returned as dicts of columns (``_columns``): reticulate 1.28's DataFrame conversion
+calls pandas' deprecated ``Index.format`` and prints a FutureWarning on every call.
+
 A fitted model lives in a directory: ``model/`` (:meth:`MMAAVI.save`) and ``data.h5mu`` (the
 mosaic it was trained on, with the batch and label columns). R keeps the directory's path, never
 a Python object, so a model outlives the R session; :func:`load` rebuilds it.
@@ -198,7 +201,7 @@ def fit(
     -------
     dict
         ``cells`` (model order), ``latent`` (n_cells, n_latent), ``attention`` (n_cells,
-        n_modalities) with ``modalities``, ``history`` (DataFrame), ``train_info``,
+        n_modalities) with ``modalities``, ``history`` (columns), ``train_info``,
         ``model_dir`` and, with labels, ``labels`` (predicted), ``label_probability`` (of the
         predicted label) and ``classes``.
     """
@@ -227,9 +230,20 @@ def fit(
     with _quiet_io():
         mdata.write(out_dir / DATA_FILE)
     result["model_dir"] = str(out_dir.resolve())
-    result["history"] = model.history.copy()
+    result["history"] = _columns(model.history)
     result["train_info"] = dict(model.train_info)
     return result
+
+
+def _columns(table: pd.DataFrame) -> dict[str, Any]:
+    """A DataFrame as ``{column: values}`` (numpy for numbers and booleans, lists of str else)."""
+    out: dict[str, Any] = {}
+    for name, values in table.items():
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            out[str(name)] = values.to_numpy()
+        else:
+            out[str(name)] = values.astype(str).tolist()
+    return out
 
 
 def _split_args(args: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -344,12 +358,12 @@ def bayes_factors(
     modality: str | Sequence[str] | None = None,
     threads: int = 1,
     differential_args: Mapping[str, Any] | None = None,
-) -> pd.DataFrame:
+) -> dict[str, Any]:
     """Bayes-factor differential features (:meth:`MMAAVI.differential`) for groups given by R.
 
     ``cells`` and ``groups`` are parallel: the group of each named cell (None/NaN = no group).
     Cells of the model that are not named belong to no group; named cells the model does not
-    have are an error.
+    have are an error. Returns the table as ``{column: values}`` in its column order.
     """
     cells = _names(cells)
     values = [groups] if isinstance(groups, str) or groups is None else list(groups)
@@ -375,10 +389,7 @@ def bayes_factors(
             modality=modality if modality is None else _names(modality),
             **_integers(differential_args),
         )
-    for col in ("comparison", "group1", "group2", "modality", "feature"):
-        if col in result.columns:
-            result[col] = result[col].astype(str)
-    return result
+    return _columns(result)
 
 
 def impute(
