@@ -54,13 +54,13 @@ seu <- suppressWarnings(RunUMAP(seu, reduction = "mmaavi", dims = 1:30, seed.use
 png(file.path(out, "umap.png"), width = 1800, height = 550, res = 110)
 print(DimPlot(seu, group.by = "batch") + DimPlot(seu, group.by = "cell_type_l1") +
   DimPlot(seu, group.by = "mmaavi_label"))
-dev.off()
+invisible(dev.off())
 
 seu <- MMAAVIImpute(seu, "adt", new.assay = "ADTimputed")
 DefaultAssay(seu) <- "ADTimputed"
 png(file.path(out, "imputed_CD19.png"), width = 1400, height = 600, res = 110)
 print(FeaturePlot(seu, features = "CD19", split.by = "assay"))
-dev.off()
+invisible(dev.off())
 
 utils::write.csv(Embeddings(seu, "mmaavi"), file.path(out, "embedding.csv"))
 columns <- c("batch", "assay", "cell_type_l1", grep("^mmaavi_", colnames(seu[[]]), value = TRUE))
