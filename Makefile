@@ -115,8 +115,13 @@ r-offline:
 # 0 with WARNINGs, so the log's Status line decides.
 test-r: $(STAMP) r-deps r-offline
 	@if [ ! -f DESCRIPTION ]; then echo ">> R suite: no R package (no DESCRIPTION); skipped"; exit 0; fi
-	rm -rf $(R_DIR)/mmaavi.Rcheck $(R_DIR)/mmaavi_*.tar.gz
-	cd $(R_DIR) && $(R_ENV) R CMD build $(CURDIR)
+	rm -rf $(R_DIR)/mmaavi.Rcheck $(R_DIR)/mmaavi_*.tar.gz $(R_DIR)/src
+	@# R 4.2's R CMD build copies the whole directory (.venv included) before applying
+	@# .Rbuildignore: stage only the R package's files.
+	mkdir -p $(R_DIR)/src/mmaavi/tests
+	cp -r DESCRIPTION NAMESPACE LICENSE .Rbuildignore R man inst vignettes $(R_DIR)/src/mmaavi/
+	cp -r tests/testthat.R tests/testthat $(R_DIR)/src/mmaavi/tests/
+	cd $(R_DIR) && $(R_ENV) R CMD build src/mmaavi
 	cd $(R_DIR) && $(R_ENV) R CMD check --no-manual --no-build-vignettes mmaavi_$(R_VERSION).tar.gz
 	@status=$$(sed -n 's/^Status: //p' $(R_DIR)/mmaavi.Rcheck/00check.log); \
 	if [ "$$status" != "OK" ]; then \
