@@ -96,6 +96,8 @@ class MMAAVIModule(nn.Module):
         Gradient-reversal factor of the discriminator.
     label_smoothing
         Label smoothing of the discriminator's cross-entropy.
+    prior_c
+        p(c), (n_components,) positive weights (normalised here); default uniform.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class MMAAVIModule(nn.Module):
         dropout: float = 0.2,
         reversal: float = 20.0,
         label_smoothing: float = 0.1,
+        prior_c: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if list(n_inputs) != list(n_features):
@@ -125,6 +128,15 @@ class MMAAVIModule(nn.Module):
         self.modalities = tuple(n_inputs)
         self.likelihoods = dict(likelihoods)
         self.n_components = n_components
+        if prior_c is None:
+            prior_c = torch.full((n_components,), 1.0 / n_components)
+        if prior_c.shape != (n_components,) or not bool((prior_c > 0).all()):
+            raise ValueError(
+                f"prior_c must hold {n_components} positive probabilities; found shape "
+                f"{tuple(prior_c.shape)}."
+            )
+        # derived from the data at every build (labels), so not part of the saved weights
+        self.register_buffer("log_prior_c", torch.log(prior_c / prior_c.sum()), persistent=False)
         self.encoders = ModalityEncoders(n_inputs, encoder_hidden, dropout)
         self.fusion = AttentionFusion(self.encoders.n_out)
         self.latent = MixtureLatent(
@@ -212,9 +224,7 @@ class MMAAVIModule(nn.Module):
         kl_z = (qz.log_prob(z) - pz.log_prob(z)).sum(dim=1).mean()
         kl_u = torch.distributions.kl_divergence(qu, Normal(0.0, 1.0)).sum(dim=1).mean()
         log_q_c = torch.log_softmax(logits_c, dim=1)
-        kl_c_cell = (log_q_c.exp() * log_q_c).sum(dim=1) + torch.log(
-            torch.tensor(float(self.n_components))
-        )
+        kl_c_cell = (log_q_c.exp() * (log_q_c - self.log_prior_c)).sum(dim=1)
         unlabelled = ~labelled
         kl_c = kl_c_cell[unlabelled].mean() if bool(unlabelled.any()) else kl_c_cell.new_zeros(())
         sup = (

@@ -6,6 +6,7 @@ import json
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -202,6 +203,21 @@ def test_semi_supervised_labels_and_extra_components(bmmc):
     assert (model.history["train_sup"] > 0).all()
     with pytest.raises(ValueError, match="labelled_fraction"):
         model.train(max_epochs=1, labelled_fraction=1.5)
+
+
+def test_class_prior_is_uniform_without_labels_and_labelled_frequencies_with(bmmc, trained):
+    """p(c): uniform unsupervised; in semi-supervised mode the add-one smoothed frequencies of
+    the labelled cells, extra components counted as classes without labels."""
+    k = trained.module.n_components
+    np.testing.assert_allclose(trained.module.log_prior_c.exp().numpy(), np.full(k, 1 / k))
+    mdata = bmmc.copy()
+    labels = pd.Series(np.nan, index=mdata.obs_names, dtype=object)
+    labels.iloc[:6] = "B"
+    labels.iloc[6:8] = "T"
+    mdata.obs["few"] = labels
+    model = MMAAVI(mdata, batch_key="batch", label_key="few", n_components=3)
+    prior = model._build_module().log_prior_c.exp().numpy()
+    np.testing.assert_allclose(prior, np.array([7.0, 3.0, 1.0]) / 11, rtol=1e-6)
 
 
 def test_predict_labels_needs_labels(trained):
