@@ -174,6 +174,22 @@ def test_n_components_required_without_labels(mdata):
         mmaavi.MMAAVI(mdata, batch_key="batch")
 
 
+def test_labels_with_one_class_only(mdata):
+    data = mdata.copy()
+    labels = np.full(data.n_obs, np.nan, dtype=object)
+    labels[:5] = "B"
+    data.obs["one_class"] = labels
+    with pytest.raises(ValueError, match=r"one class only \('B'\).*at least two classes"):
+        mmaavi.MMAAVI(data, batch_key="batch", label_key="one_class")
+
+
+def test_labels_all_missing(mdata):
+    data = mdata.copy()
+    data.obs["none"] = np.full(data.n_obs, np.nan, dtype=object)
+    with pytest.raises(ValueError, match="every cell is unlabelled"):
+        mmaavi.MMAAVI(data, batch_key="batch", label_key="none")
+
+
 @pytest.mark.parametrize("mix_weight", [0.0, 1.0, 1.5, -0.1, "half"])
 def test_mix_weight_outside_unit_interval(mdata, mix_weight):
     with pytest.raises(ValueError, match=r"mix_weight must be 'auto' or a number in \(0, 1\)"):

@@ -467,4 +467,10 @@ def _labels(
             f"label_key={key!r}: every cell is unlabelled (NaN or {unlabeled!r}); expected at "
             "least one labelled cell. Check the column or leave label_key=None."
         )
+    if len(categories) < 2:
+        raise ValueError(
+            f"label_key={key!r}: the labelled cells hold one class only ({categories[0]!r}); "
+            "label transfer needs at least two classes. Label cells of two or more types, or "
+            "train without label_key (with n_components)."
+        )
     return codes, categories
