@@ -110,19 +110,25 @@ r-offline:
 	@: > $(R_DIR)/repo/src/contrib/PACKAGES
 	@echo 'options(repos = c(CRAN = "file://$(abspath $(R_DIR))/repo"))' > $(R_DIR)/Rprofile
 
-# R CMD build runs the vignettes (they train on the bundled data); R CMD check runs testthat
-# and the vignettes' code once more (--no-build-vignettes: not a third time). R CMD check exits
-# 0 with WARNINGs, so the log's Status line decides.
+# R CMD build runs the vignettes (they train on the bundled data, and a chunk error fails the
+# build); R CMD check runs testthat and checks the built vignettes in inst/doc without running
+# their code again (--no-vignettes). R CMD check exits 0 with WARNINGs, so the log's Status
+# line decides. R 4.2's R CMD build copies the whole directory (.venv included) before applying
+# .Rbuildignore, so only the R package's files are staged; the staged LICENSE is R's two-line
+# form of the MIT licence ("MIT + file LICENSE"), taken from the root LICENSE (full text, for
+# pyproject).
 test-r: $(STAMP) r-deps r-offline
 	@if [ ! -f DESCRIPTION ]; then echo ">> R suite: no R package (no DESCRIPTION); skipped"; exit 0; fi
 	rm -rf $(R_DIR)/mmaavi.Rcheck $(R_DIR)/mmaavi_*.tar.gz $(R_DIR)/src
-	@# R 4.2's R CMD build copies the whole directory (.venv included) before applying
-	@# .Rbuildignore: stage only the R package's files.
 	mkdir -p $(R_DIR)/src/mmaavi/tests
-	cp -r DESCRIPTION NAMESPACE LICENSE .Rbuildignore R man inst vignettes $(R_DIR)/src/mmaavi/
+	cp -r DESCRIPTION NAMESPACE .Rbuildignore R man inst vignettes $(R_DIR)/src/mmaavi/
 	cp -r tests/testthat.R tests/testthat $(R_DIR)/src/mmaavi/tests/
+	sed -n 's/^Copyright (c) \([0-9]*\) \(.*\)$$/YEAR: \1\nCOPYRIGHT HOLDER: \2/p' LICENSE \
+	  > $(R_DIR)/src/mmaavi/LICENSE
+	@grep -q '^COPYRIGHT HOLDER: .' $(R_DIR)/src/mmaavi/LICENSE \
+	  || { echo "error: no 'Copyright (c) YEAR HOLDER' line in LICENSE" >&2; exit 1; }
 	cd $(R_DIR) && $(R_ENV) R CMD build src/mmaavi
-	cd $(R_DIR) && $(R_ENV) R CMD check --no-manual --no-build-vignettes mmaavi_$(R_VERSION).tar.gz
+	cd $(R_DIR) && $(R_ENV) R CMD check --no-manual --no-vignettes mmaavi_$(R_VERSION).tar.gz
 	@status=$$(sed -n 's/^Status: //p' $(R_DIR)/mmaavi.Rcheck/00check.log); \
 	if [ "$$status" != "OK" ]; then \
 	  echo "error: R CMD check status: $$status (see $(R_DIR)/mmaavi.Rcheck/00check.log)" >&2; exit 1; \
