@@ -1,0 +1,53 @@
+"""RNA imputation on the SNARE-seq mosaic (issue 4), real data.
+
+Task (``benchmarks/tasks.py``): SNARE-seq mouse cortex, libraries 09A-09D paired RNA + ATAC,
+09E-09H RNA only, 09I-09L ATAC only, whose RNA is held back. mmaavi (``n_components=15``, ATAC
+as per-batch LSI, seed 0, MAX_EPOCHS = 8: ~25-60 s an epoch on one CPU thread for 10k cells x
+27k features, depending on the load) imputes RNA for the ATAC-only cells
+(``impute("rna")``, averaged over the RNA batches); the score is the per-gene Pearson r
+against their held-back RNA (log1p of counts per 1e4), median over genes. Baseline: the mean
+log-normalised RNA of each cell's 15 nearest RNA-measured cells in the same embedding.
+
+Measured with ``benchmarks/snare_mosaic.py --method unsup --max-epochs 8`` (records in
+``benchmarks/results/snare_mosaic.jsonl``):
+
+=====  ==================  ====================  =====================================
+seed   mmaavi median r     kNN-average median r  kNN label transfer (103 labels, k=5)
+=====  ==================  ====================  =====================================
+0      0.064               0.033                 balanced accuracy 0.270
+1      0.067               0.034                 balanced accuracy 0.296
+=====  ==================  ====================  =====================================
+
+For scale: imputing each cell with the mean RNA of its *true* cell type gives 0.105 (the RNA is
+sparse: median 260 UMIs, 6.7 % non-zero). The floor (0.05) sits below the worst seed, and the
+model must beat the baseline by half again (measured ratios 1.9 and 2.0).
+
+The semi-supervised model on the same task (``label_key``, ``weight_sup=5``) did *not* beat the
+kNN classifier above (balanced accuracy 0.324 and 0.206 for seeds 0 and 1), so SNARE-seq label
+transfer is not asserted here: see issue 4's note.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MAX_EPOCHS = 8
+FLOOR = 0.05
+BASELINE_RATIO = 1.5
+
+
+@pytest.fixture(scope="module")
+def record(snare_benchmark):
+    result = snare_benchmark("unsup", 0, MAX_EPOCHS, "lsi", 5.0)
+    print(result)
+    return result
+
+
+def test_imputed_rna_correlates_with_held_back_rna(record):
+    assert record["impute_median_r"] >= FLOOR
+
+
+def test_imputation_beats_knn_average_of_rna_measured_neighbours(record):
+    assert record["impute_median_r"] > BASELINE_RATIO * record["knn_impute_median_r"]
