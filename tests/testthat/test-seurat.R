@@ -50,7 +50,7 @@ test_that("the embedding from R equals the Python core's for the same matrices a
   seu <- bmmc_fit("seurat")
   m <- bmmc_matrices()
   ad <- reticulate::import("anndata")
-  pd <- reticulate::import("pandas")
+  pd <- reticulate::import("pandas", convert = FALSE) # no data.frame round trip (FutureWarning noise)
   mmaavi_py <- reticulate::import("mmaavi")
   torch <- reticulate::import("torch")
   # What RunMMAAVI documents: per modality the cells with a count, one block per batch (sorted)
