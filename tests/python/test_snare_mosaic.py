@@ -1,4 +1,4 @@
-"""RNA imputation on the SNARE-seq mosaic (issue 4), real data.
+"""RNA imputation and label transfer on the SNARE-seq mosaic (issue 4), real data.
 
 Task (``benchmarks/tasks.py``): SNARE-seq mouse cortex, libraries 09A-09D paired RNA + ATAC,
 09E-09H RNA only, 09I-09L ATAC only, whose RNA is held back. mmaavi (``n_components=15``, ATAC
@@ -22,9 +22,12 @@ For scale: imputing each cell with the mean RNA of its *true* cell type gives 0.
 sparse: median 260 UMIs, 6.7 % non-zero). The floor (0.05) sits below the worst seed, and the
 model must beat the baseline by half again (measured ratios 1.9 and 2.0).
 
-The semi-supervised model on the same task (``label_key``, ``weight_sup=5``) did *not* beat the
-kNN classifier above (balanced accuracy 0.324 and 0.206 for seeds 0 and 1), so SNARE-seq label
-transfer is not asserted here: see issue 4's note.
+Label transfer: 103 cells (1 %) drawn from the paired libraries keep their ``cell_type``.
+The semi-supervised model (``label_key``, ``weight_sup=20``, same epochs) is scored by balanced
+accuracy of ``predict_labels()`` on the unlabelled cells, against the 5-NN classifier on the
+unsupervised model's embedding (the table above). Measured (``--method semi --weight-sup 20``):
+seed 0 0.329, seed 1 0.325; with ``weight_sup=5`` 0.324 and 0.206 (seed 1 below the kNN). 4 of
+the 15 classes draw no label, so 11/15 = 0.73 is the most any method can reach. Floor 0.28.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ pytestmark = pytest.mark.slow
 MAX_EPOCHS = 8
 FLOOR = 0.05
 BASELINE_RATIO = 1.5
+WEIGHT_SUP = 20.0
+LABEL_FLOOR = 0.28
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +48,21 @@ def record(snare_benchmark):
     result = snare_benchmark("unsup", 0, MAX_EPOCHS, "lsi", 5.0)
     print(result)
     return result
+
+
+@pytest.fixture(scope="module")
+def semi(snare_benchmark):
+    result = snare_benchmark("semi", 0, MAX_EPOCHS, "lsi", WEIGHT_SUP)
+    print(result)
+    return result
+
+
+def test_label_transfer_above_floor(semi):
+    assert semi["balanced_accuracy"] >= LABEL_FLOOR
+
+
+def test_label_transfer_beats_knn_on_unsupervised_embedding(semi, record):
+    assert semi["balanced_accuracy"] > record["balanced_accuracy"]
 
 
 def test_imputed_rna_correlates_with_held_back_rna(record):
