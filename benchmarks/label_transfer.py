@@ -21,7 +21,7 @@ Each run appends one JSON line to ``benchmarks/results/label_transfer.jsonl``.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
@@ -31,8 +31,10 @@ torch.set_num_threads(1)
 
 import anndata as ad  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tasks import append_record, label_transfer_scores  # noqa: E402
 
 import mmaavi  # noqa: E402
 
@@ -67,7 +69,6 @@ def run(method: str, seed: int, weight_sup: float, max_epochs: int = 300) -> dic
         knn = KNeighborsClassifier(n_neighbors=15).fit(z[labelled], truth[labelled])
         predicted = knn.predict(z)
     seconds = time.perf_counter() - start
-    rest = ~labelled
     return {
         "dataset": "pbmc_wnn_rna_adt_mosaic",
         "labelled_batch": LABELLED_BATCH,
@@ -76,9 +77,7 @@ def run(method: str, seed: int, weight_sup: float, max_epochs: int = 300) -> dic
         "weight_sup": weight_sup if method == "semi" else None,
         "max_epochs": max_epochs,
         "epochs": len(model.history),
-        "n_unlabelled": int(rest.sum()),
-        "balanced_accuracy": float(balanced_accuracy_score(truth[rest], predicted[rest])),
-        "accuracy": float((truth[rest] == predicted[rest]).mean()),
+        **label_transfer_scores(truth, predicted, labelled),
         "train_seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(),
     }
@@ -92,10 +91,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=300)
     args = parser.parse_args()
     record = run(args.method, args.seed, args.weight_sup, args.max_epochs)
-    print(json.dumps(record))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as out:
-        out.write(json.dumps(record) + "\n")
+    append_record(RESULTS, record)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ Each run appends one JSON line to ``benchmarks/results/snare_mosaic.jsonl``.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -42,11 +41,17 @@ import torch
 torch.set_num_threads(1)
 
 import numpy as np  # noqa: E402
-from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tasks import SHARED, SNARE_LABEL_KEY, knn_average_imputation, snare_mosaic  # noqa: E402
+from tasks import (  # noqa: E402
+    SHARED,
+    SNARE_LABEL_KEY,
+    append_record,
+    knn_average_imputation,
+    label_transfer_scores,
+    snare_mosaic,
+)
 
 import mmaavi  # noqa: E402
 import mmaavi.metrics  # noqa: E402
@@ -85,7 +90,6 @@ def run(
     else:
         knn = KNeighborsClassifier(n_neighbors=5).fit(z[task.labelled], task.truth[task.labelled])
         predicted = knn.predict(z)
-    rest = ~task.labelled
 
     atac_only = mdata.obs_names.get_indexer(task.held_back_rna.obs_names)
     measured = mmaavi.metrics.log_normalise(task.held_back_rna.X)
@@ -106,8 +110,7 @@ def run(
         "max_epochs": max_epochs,
         "epochs": len(model.history),
         "n_labelled": int(task.labelled.sum()),
-        "balanced_accuracy": float(balanced_accuracy_score(task.truth[rest], predicted[rest])),
-        "accuracy": float((task.truth[rest] == predicted[rest]).mean()),
+        **label_transfer_scores(task.truth, predicted, task.labelled),
         "impute_median_r": float(np.nanmedian(r_model)),
         "knn_impute_median_r": float(np.nanmedian(r_knn)),
         "train_seconds": round(train_seconds, 1),
@@ -126,10 +129,7 @@ def main() -> None:
     parser.add_argument("--atac-transform", default="lsi", choices=["lsi", "log1p_norm"])
     args = parser.parse_args()
     record = run(args.method, args.seed, args.max_epochs, args.atac_transform, args.weight_sup)
-    print(json.dumps(record))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as out:
-        out.write(json.dumps(record) + "\n")
+    append_record(RESULTS, record)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ may add columns or train on it freely. The layouts are the ones named in the iss
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.neighbors import NearestNeighbors
 
 import mmaavi
@@ -38,7 +40,6 @@ class SnareTask:
     truth: np.ndarray  # cell_type of every cell, in mdata order
     labelled: np.ndarray  # bool, cells whose label the model sees
     held_back_rna: ad.AnnData  # measured RNA of the ATAC-only cells (not in mdata)
-    rna_measured: np.ndarray  # bool, cells whose RNA is in mdata
 
 
 def snare_mosaic(
@@ -65,8 +66,25 @@ def snare_mosaic(
     mdata.obs[SNARE_LABEL_KEY] = np.where(labelled, truth, np.nan).astype(object)
 
     held_back = rna[batch.isin(SNARE_ATAC_ONLY).to_numpy()].copy()
-    rna_measured = mdata.obs_names.isin(mdata.mod["rna"].obs_names)
-    return SnareTask(mdata, truth, labelled, held_back, rna_measured)
+    return SnareTask(mdata, truth, labelled, held_back)
+
+
+def label_transfer_scores(truth: np.ndarray, predicted: np.ndarray, labelled: np.ndarray) -> dict:
+    """Balanced and plain accuracy of ``predicted`` on the unlabelled cells."""
+    rest = ~labelled
+    return {
+        "n_unlabelled": int(rest.sum()),
+        "balanced_accuracy": float(balanced_accuracy_score(truth[rest], predicted[rest])),
+        "accuracy": float((truth[rest] == predicted[rest]).mean()),
+    }
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Print one benchmark record as JSON and append it as a line to ``path``."""
+    print(json.dumps(record))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:
+        out.write(json.dumps(record) + "\n")
 
 
 def knn_average_imputation(
