@@ -52,6 +52,7 @@ _INT_ARGS = frozenset(
         "early_stopping_patience",
         "lr_patience",
         "max_lr_cuts",
+        "checkpoint_every",
         "n_latent",
         "n_latent_u",
         "n_samples",

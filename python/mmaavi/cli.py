@@ -93,7 +93,13 @@ def run_fit(mdata, args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = MMAAVI(mdata, batch_key=args.batch_key, n_components=args.n_components)
-    model.train(max_epochs=args.max_epochs, seed=args.seed, device=args.device)
+    model.train(
+        max_epochs=args.max_epochs,
+        seed=args.seed,
+        device=args.device,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+    )
     z = model.get_latent_representation()
     cols = [f"MMAAVI_{i + 1}" for i in range(z.shape[1])]
     pd.DataFrame(z, index=mdata.obs_names, columns=cols).to_csv(out / "embedding.csv")
@@ -176,6 +182,16 @@ def _add_training_args(p: argparse.ArgumentParser, n_components: int | None) -> 
     )
     p.add_argument("--max-epochs", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="write a checkpoint after every epoch to this folder (resumable with --resume)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --checkpoint-dir (same data and options)",
+    )
     _add_device_args(p)
     p.add_argument(
         "--de-samples",

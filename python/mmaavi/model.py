@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import pickle
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from . import __version__
 from .data import LIKELIHOODS, MosaicData, sequential_batches, setup_mosaic
 from .graph import GUIDANCE_KEY, graph_tensors
 from .module import LossWeights, MMAAVIModule
-from .train import TrainingPlan, train_module
+from .train import Checkpointing, DivergenceError, TrainingPlan, TrainingResult, train_module
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,10 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _WEIGHTS_FILE = "model.pt"
 _META_FILE = "model.json"
+#: keys every model.json holds
+_META_KEYS = frozenset(
+    {"format_version", "init_params", "modalities", "var_names", "batch_categories", "is_trained"}
+)
 #: co-observation count above which two modalities count as paired (mix-weight heuristic)
 _PAIRED_CELLS = 10
 
@@ -251,6 +258,9 @@ class MMAAVI:
         weight_graph: float | None = None,
         weight_sup: float = 1.0,
         weight_disc: float = 1.0,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> MMAAVI:
         """Fit the model (MODEL.md §7); the best weights by validation loss are kept.
 
@@ -276,10 +286,35 @@ class MMAAVI:
             Semi-supervised mode: share of labelled cells added to each minibatch (recycled).
         weight_*
             Loss weights (``weight_sup``: cross-entropy of q(c|z) on labelled cells); ``weight_graph=None`` means the number of modalities.
+        checkpoint_dir
+            Folder for ``checkpoint.pt``: the weights, best weights, optimiser, LR scheduler,
+            random states and history, written atomically (temporary file, then rename) after
+            every ``checkpoint_every`` epochs and after the last one. ``None``: no checkpoints.
+        checkpoint_every
+            Epochs between checkpoints.
+        resume
+            Continue the run saved in ``checkpoint_dir`` (build the model with the same data and
+            arguments and call ``train`` with the same settings; only ``max_epochs`` may change).
+            On CPU the result equals that of the run never interrupted. With no checkpoint there
+            yet, a new run starts, so a script can always pass ``resume=True``. Without
+            ``resume``, an existing checkpoint is never overwritten: it is an error.
 
         Returns
         -------
         The model, trained. ``history`` holds one row per epoch with every named loss term.
+
+        Raises
+        ------
+        mmaavi.train.DivergenceError
+            A loss term or a weight became NaN or infinite. The message names the epoch and the
+            term; the weights of the best epoch before it are restored (never NaN weights), and
+            ``history`` holds the epochs done.
+
+        Notes
+        -----
+        Ctrl-C (KeyboardInterrupt) stops training cleanly: the best weights so far are kept, the
+        model counts as trained if an epoch was completed, ``train_info["stop_reason"]`` says
+        so, and a warning tells how to resume.
         """
         for name, value in {
             "max_epochs": max_epochs,
@@ -293,6 +328,15 @@ class MMAAVI:
             raise ValueError(f"labelled_fraction must be in (0, 1); found {labelled_fraction!r}.")
         if not 0.0 <= validation_size < 1.0:
             raise ValueError(f"validation_size must be in [0, 1); found {validation_size!r}.")
+        if int(checkpoint_every) != checkpoint_every or checkpoint_every < 1:
+            raise ValueError(
+                f"checkpoint_every must be a positive integer; found {checkpoint_every!r}."
+            )
+        if resume and checkpoint_dir is None:
+            raise ValueError(
+                "resume=True needs checkpoint_dir: pass the folder the interrupted run wrote its "
+                "checkpoint to, e.g. model.train(..., checkpoint_dir='ckpt', resume=True)."
+            )
         self.device = _resolve_device(device)
         plan = TrainingPlan(
             max_epochs=int(max_epochs),
@@ -315,11 +359,34 @@ class MMAAVI:
                 disc=weight_disc,
             ),
         )
-        if not self.is_trained:
+        checkpointing = None
+        if checkpoint_dir is not None:
+            checkpointing = Checkpointing(
+                directory=Path(checkpoint_dir),
+                every=int(checkpoint_every),
+                resume=bool(resume),
+                fingerprint=self._fingerprint(),
+            )
+        was_trained = self.is_trained
+        if not was_trained:
             # Initialise the weights under the seed too, so that the seed fixes the whole run.
             torch.manual_seed(plan.seed)
             self.module = self._build_module()
-        result = train_module(self.module, self.data, plan, self.device, progress)
+        try:
+            result = train_module(
+                self.module, self.data, plan, self.device, progress, checkpointing
+            )
+        except DivergenceError as err:
+            if err.result is not None:
+                self._record_run(plan, err.result, was_trained)
+            raise
+        self._record_run(plan, result, was_trained)
+        if result.interrupted:
+            warnings.warn(self._interrupted_message(result, checkpoint_dir), UserWarning, 2)
+        return self
+
+    def _record_run(self, plan: TrainingPlan, result: TrainingResult, was_trained: bool) -> None:
+        """Keep the history and settings of a run (also one stopped by Ctrl-C or divergence)."""
         self.history = pd.DataFrame(result.history)
         self.train_info = {
             "max_epochs": plan.max_epochs,
@@ -333,10 +400,55 @@ class MMAAVI:
             "stop_reason": result.stop_reason,
             "n_train": result.n_train,
             "n_validation": result.n_validation,
+            "resumed_from_epoch": result.resumed_from,
         }
-        self.is_trained = True
-        self._store_uns()
-        return self
+        self.is_trained = was_trained or result.best_epoch > 0
+        if self.is_trained:
+            self._store_uns()
+
+    @staticmethod
+    def _interrupted_message(result: TrainingResult, checkpoint_dir) -> str:
+        kept = (
+            f"the weights of the best epoch so far ({result.best_epoch}) are kept"
+            if result.best_epoch
+            else "no epoch was completed, so the model is not trained"
+        )
+        if checkpoint_dir is None:
+            how = (
+                "Pass checkpoint_dir=... to make a run resumable; calling model.train() again "
+                "now continues from the current weights with a fresh optimiser."
+            )
+        elif result.checkpoint_epoch:
+            how = (
+                f"To continue from the checkpoint of epoch {result.checkpoint_epoch}, call "
+                f"model.train(..., checkpoint_dir={str(checkpoint_dir)!r}, resume=True) with "
+                "the same settings."
+            )
+        else:
+            how = (
+                "No checkpoint was written yet; call model.train(...) again with "
+                f"checkpoint_dir={str(checkpoint_dir)!r}, resume=True to start over."
+            )
+        return f"Training {result.stop_reason}: {kept}. {how}"
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must share with this model to be resumed by it."""
+        digest = hashlib.sha256()
+        for name in self.data.obs_names:
+            digest.update(str(name).encode() + b"\0")
+        features = {}
+        for m in self.data.modalities:
+            f = hashlib.sha256()
+            for name in self.data.var_names[m]:
+                f.update(str(name).encode() + b"\0")
+            features[m] = [f.hexdigest(), int(self.data.counts[m].nnz)]
+        return {
+            "format": FORMAT_VERSION,
+            "init_params": self.init_params,
+            "cells": [self.data.n_cells, digest.hexdigest()],
+            "features": features,
+            "batches": [str(b) for b in self.data.batch_categories],
+        }
 
     def _store_uns(self) -> None:
         entry = {k: v for k, v in self.init_params.items() if v is not None}
@@ -542,10 +654,13 @@ class MMAAVI:
             "history": self.history.to_dict(orient="list"),
         }
         state = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+        # each file is written to a temporary name and renamed: never half-written
         tmp = path / (_WEIGHTS_FILE + ".tmp")
         torch.save(state, tmp)
         tmp.replace(path / _WEIGHTS_FILE)
-        (path / _META_FILE).write_text(json.dumps(meta, indent=1, default=str))
+        tmp = path / (_META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=1, default=str))
+        tmp.replace(path / _META_FILE)
         return path
 
     @classmethod
@@ -561,14 +676,33 @@ class MMAAVI:
             raise FileNotFoundError(
                 f"{path} is not an mmaavi model directory: expected {_META_FILE} and {_WEIGHTS_FILE}."
             )
-        meta = json.loads(meta_file.read_text())
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"{meta_file} is not valid JSON ({err}); re-save the model.") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_file} is not mmaavi model metadata (a JSON object).")
         version = meta.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise ValueError(
                 f"{path} was written in model format {version!r}; this mmaavi ({__version__}) reads "
                 f"format {FORMAT_VERSION} and older. Upgrade mmaavi to load it."
             )
-        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        missing = sorted(_META_KEYS - set(meta))
+        if missing:
+            raise ValueError(
+                f"{meta_file} lacks {', '.join(missing)}: not a complete mmaavi model. Re-save "
+                "the model with MMAAVI.save()."
+            )
+        try:
+            state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise  # a file holding more than tensors: refused before anything in it runs
+        except (RuntimeError, EOFError, OSError) as err:
+            raise ValueError(
+                f"cannot read the weights in {weights_file} ({err}); the file is truncated or "
+                "corrupt. Re-save the model."
+            ) from None
         params = dict(meta["init_params"])
         _check_same_data(meta, mdata, path)
         graph = _graph_from_state(state, meta["var_names"])

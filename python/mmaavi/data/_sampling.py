@@ -182,6 +182,19 @@ class LabelledPool:
         self.rng = rng
         self._queue = np.empty(0, dtype=np.int64)
 
+    @property
+    def queue(self) -> np.ndarray:
+        """The labelled cells still to hand out before the next reshuffle (a checkpoint keeps
+        it, so that a resumed run draws the same cells)."""
+        return self._queue.copy()
+
+    @queue.setter
+    def queue(self, cells: np.ndarray) -> None:
+        cells = np.asarray(cells, dtype=np.int64)
+        if cells.ndim != 1 or not np.isin(cells, self.cells).all():
+            raise ValueError("queue: expected a 1-D array of cells of the labelled pool.")
+        self._queue = cells.copy()
+
     def take(self, n: int) -> np.ndarray:
         """The next ``n`` labelled cells, reshuffling the pool whenever it is used up."""
         out = []

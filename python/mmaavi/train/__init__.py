@@ -1,5 +1,15 @@
-"""Training: the loop, its plan and progress reporting."""
+"""Training: the loop, its plan, checkpoints and progress reporting."""
 
-from ._loop import DivergenceError, TrainingPlan, TrainingResult, train_module
+from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from ._loop import Checkpointing, DivergenceError, TrainingPlan, TrainingResult, train_module
 
-__all__ = ["DivergenceError", "TrainingPlan", "TrainingResult", "train_module"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Checkpointing",
+    "DivergenceError",
+    "TrainingPlan",
+    "TrainingResult",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train_module",
+]

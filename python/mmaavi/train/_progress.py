@@ -22,16 +22,24 @@ class Progress:
         ``"none"``.
     every
         In line mode, print every ``every`` epochs (and the last one).
+    initial
+        Epochs already done (a resumed run).
     """
 
-    def __init__(self, max_epochs: int, mode: str = "auto", every: int = 10) -> None:
+    def __init__(
+        self, max_epochs: int, mode: str = "auto", every: int = 10, initial: int = 0
+    ) -> None:
         if mode not in PROGRESS_MODES:
             raise ValueError(f"progress must be one of {PROGRESS_MODES}; found {mode!r}.")
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "lines"
         self.mode = mode
         self.every = max(int(every), 1)
-        self.bar = tqdm(total=max_epochs, unit="epoch", desc="mmaavi") if mode == "bar" else None
+        self.bar = (
+            tqdm(total=max_epochs, initial=initial, unit="epoch", desc="mmaavi")
+            if mode == "bar"
+            else None
+        )
 
     def update(self, epoch: int, stats: Mapping[str, float]) -> None:
         shown = {k: f"{v:.4g}" for k, v in stats.items()}
