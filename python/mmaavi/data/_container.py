@@ -24,13 +24,16 @@ from mmaavi.data._mosaic import BLOCK_KEY, MEASURED_KEY
 from mmaavi.data._transforms import Embedding, Log1pNorm, resolve_transform
 from mmaavi.data._validate import (
     LIKELIHOODS,
+    check_layout,
     check_no_missing,
     check_not_empty,
     check_unique,
     check_values,
     examples,
+    log_empty_features,
     missing_column_error,
     to_csr_float32,
+    warn_empty_cells,
 )
 
 logger = logging.getLogger(__name__)
@@ -218,6 +221,18 @@ def setup_mosaic(
     -----
     Category order of batch, adversarial target and labels: the column's categories if it is
     categorical (unused ones dropped), else its sorted unique values.
+
+    This is the one validation pass before any tensor is built (the bad inputs tried and the
+    messages given are listed in ``tests/python/BAD_INPUTS.md``). Besides the errors, it
+    accepts and reports:
+
+    - counts as dense or sparse matrices of any numeric or bool dtype, and backed AnnData
+      (converted to float32 CSR in row chunks; the input is never modified);
+    - cells with zero total counts in a modality they measured: kept, with a ``UserWarning``
+      giving their number;
+    - features with zero counts in every cell: kept (feature order, guidance graph and saved
+      models stay aligned), their number logged at INFO level;
+    - a batch, or a modality, with a single cell: kept, with a ``UserWarning``.
     """
     if not isinstance(mdata, mudata.MuData):
         raise TypeError(
@@ -265,9 +280,12 @@ def setup_mosaic(
                 f"{examples(absent)}. Call mdata.update() after editing a modality, or build the "
                 "MuData with mmaavi.data.mosaic()."
             )
+        check_unique(adata.var_names, "feature", where)
         obs_mask[pos, j] = True
         x = to_csr_float32(adata.X, where)
         check_values(x, likelihoods[m], m)
+        warn_empty_cells(x, adata.obs_names, m)
+        log_empty_features(x, adata.var_names, m)
         counts[m] = _scatter_rows(x, pos, n_cells)
         block[m], block_measured[m] = _blocks(adata, pos, n_cells, m)
 
@@ -285,6 +303,7 @@ def setup_mosaic(
         adv, adv_categories = batch, batch_categories
     else:
         adv, adv_categories = _codes(obs, adversarial_key, "adversarial_key", modalities)
+    check_layout(obs_mask, batch, batch_categories, modalities)
     if label_key is None:
         labels = np.full(n_cells, K.UNLABELED, dtype=np.int64)
         label_categories = None

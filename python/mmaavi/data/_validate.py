@@ -8,6 +8,7 @@ Nothing here modifies its arguments.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,30 +67,70 @@ def check_unique(index: pd.Index, what: str, where: str) -> None:
     )
 
 
-def to_csr_float32(x: object, where: str) -> sp.csr_matrix:
-    """Return ``x`` (dense array, any sparse format, any numeric/bool dtype) as float32 CSR.
+#: dense input is converted to sparse in row chunks of about this many entries, so that a large
+#: dense (or backed) matrix never needs a second dense copy
+_CHUNK_ENTRIES = 1 << 21
 
-    The input is never modified: a new matrix is returned whenever a conversion is needed, and a
-    copy otherwise.
+
+def to_csr_float32(x: object, where: str) -> sp.csr_matrix:
+    """Return ``x`` as a new float32 CSR matrix; ``x`` itself is never modified.
+
+    Accepts any scipy sparse format, a dense array (numeric or bool; int64 / float64 / float16 /
+    bool are converted) and the matrices of a backed AnnData (``anndata.read_h5ad(...,
+    backed="r")``: an h5py dataset or a backed sparse dataset). Dense and backed inputs are read
+    and converted in row chunks of about 2 million entries, so a large dense matrix costs one
+    sparse copy, not a second dense one.
     """
     if sp.issparse(x):
+        _check_dtype(x.dtype, where)
         out = sp.csr_matrix(x, dtype=np.float32, copy=True)
     else:
-        arr = np.asarray(x)
-        if arr.ndim != 2:
+        if not isinstance(x, np.ndarray) and not _is_backed_matrix(x):
+            x = np.asarray(x)
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) != 2:
             raise ValueError(
                 f"{where}: expected a 2-D count matrix (cells x features), found an array with "
-                f"{arr.ndim} dimension(s)."
+                f"{len(shape)} dimension(s)."
             )
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(
-                f"{where}: expected numeric counts, found dtype {arr.dtype}. Pass a numeric "
-                "(integer or float) matrix."
-            )
-        out = sp.csr_matrix(arr.astype(np.float32, copy=False))
+        _check_dtype(np.dtype(x.dtype), where)
+        step = max(1, _CHUNK_ENTRIES // max(shape[1], 1))
+        chunks = [_chunk_to_csr(x[i : i + step]) for i in range(0, shape[0], step)]
+        if not chunks:
+            out = sp.csr_matrix(shape, dtype=np.float32)
+        elif len(chunks) == 1:
+            out = chunks[0]
+        else:
+            out = sp.vstack(chunks, format="csr", dtype=np.float32)
     out.sum_duplicates()
     out.sort_indices()
     return out
+
+
+def _is_backed_matrix(x: object) -> bool:
+    """An on-disk matrix of a backed AnnData (h5py / zarr dataset, backed sparse dataset)."""
+    return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__getitem__")
+
+
+def _check_dtype(dtype: np.dtype, where: str) -> None:
+    if np.issubdtype(dtype, np.bool_) or (
+        np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
+    ):
+        return
+    raise TypeError(
+        f"{where}: expected numeric counts (integer, float or bool), found dtype {dtype}. Pass "
+        "a real-valued matrix, e.g. adata.X = adata.X.astype('float32') after checking the values."
+    )
+
+
+def _chunk_to_csr(chunk: object) -> sp.csr_matrix:
+    """One row chunk (dense array or sparse matrix) as float32 CSR."""
+    if sp.issparse(chunk):
+        return sp.csr_matrix(chunk, dtype=np.float32)
+    chunk = np.asarray(chunk)
+    rows, cols = np.nonzero(chunk)
+    values = chunk[rows, cols].astype(np.float32)
+    return sp.csr_matrix((values, (rows, cols)), shape=chunk.shape, dtype=np.float32)
 
 
 def check_values(x: sp.csr_matrix, likelihood: str, modality: str) -> None:
@@ -141,3 +182,86 @@ def missing_column_error(column: str, columns: pd.Index, where: str, hint: str =
         f"{examples(columns, n=20) or '(none)'}."
     )
     return KeyError(msg + (f" {hint}" if hint else ""))
+
+
+def warn_empty_cells(x: sp.csr_matrix, obs_names: pd.Index, modality: str) -> int:
+    """Warn about cells whose counts in ``modality`` are all zero; return their number.
+
+    ``x`` holds only the cells that claim to have measured ``modality`` (rows aligned with
+    ``obs_names``). Such cells are kept: the observation mask, not the counts, says what was
+    measured, and their likelihood term is that of an empty library.
+    """
+    empty = np.diff(x.indptr) == 0
+    if x.nnz:
+        empty |= np.asarray(np.abs(x).sum(axis=1)).ravel() == 0
+    n = int(empty.sum())
+    if n:
+        warnings.warn(
+            f"Modality {modality!r}: {n} of {x.shape[0]} cells that measured it have zero total "
+            f"counts, e.g. {examples(obs_names[empty])}. They are kept and encoded from an empty "
+            f"profile. If they did not really measure {modality!r}, remove them from "
+            f"mdata.mod[{modality!r}] (they keep their other modalities); if they are empty "
+            "droplets, filter them out before setup.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return n
+
+
+def log_empty_features(x: sp.csr_matrix, var_names: pd.Index, modality: str) -> int:
+    """Log (INFO) the features of ``modality`` with zero counts in every cell; return their number.
+
+    They are kept, so that the features, the guidance graph and a saved model keep their order;
+    the decoders learn a near-zero mean for them.
+    """
+    seen = np.zeros(x.shape[1], dtype=bool)
+    seen[x.indices[x.data != 0]] = True
+    n = int((~seen).sum())
+    if n:
+        logger.info(
+            "Modality %r: %d of %d features have zero counts in every cell (kept), e.g. %s",
+            modality,
+            n,
+            x.shape[1],
+            examples(var_names[~seen]),
+        )
+    return n
+
+
+def check_layout(
+    obs_mask: np.ndarray,
+    batch: np.ndarray,
+    batch_categories: pd.Index,
+    modalities: Sequence[str],
+) -> None:
+    """Refuse a mosaic with fewer than 2 cells; warn about 1-cell batches and 1-cell modalities.
+
+    A single cell cannot train batch normalisation; a batch or a modality seen in one cell trains
+    (its BatchNorm layers then use running statistics) but what is learned of it rests on that
+    one cell.
+    """
+    n_cells = obs_mask.shape[0]
+    if n_cells < 2:
+        raise ValueError(
+            f"The mosaic holds {n_cells} cell(s); expected at least 2 (batch normalisation "
+            "cannot train on a single cell). Add cells or combine this sample with others."
+        )
+    sizes = np.bincount(batch, minlength=len(batch_categories))
+    single = batch_categories[sizes == 1]
+    if len(single):
+        warnings.warn(
+            f"{len(single)} batch(es) hold a single cell: {examples(single)}. Their decoder "
+            "parameters and discriminator class are learned from that one cell, and it is never "
+            "held out for validation. Merge such a batch with a similar one, or drop the cell.",
+            UserWarning,
+            stacklevel=3,
+        )
+    per_modality = obs_mask.sum(axis=0)
+    lonely = [m for m, n in zip(modalities, per_modality) if n == 1]
+    if lonely:
+        warnings.warn(
+            f"Modalities measured in one cell only: {examples(lonely)}. Their encoder and "
+            "decoder are trained on that single cell; consider dropping the modality.",
+            UserWarning,
+            stacklevel=3,
+        )
