@@ -42,13 +42,14 @@ R_ENV       = RETICULATE_PYTHON=$(abspath $(PY)) MMAAVI_PYTHON=$(abspath $(PY)) 
               R_PROFILE_USER=$(abspath $(R_DIR))/Rprofile _R_CHECK_SYSTEM_CLOCK_=false \
               _R_CHECK_CRAN_INCOMING_REMOTE_=false OMP_NUM_THREADS=1
 
-.PHONY: help venv install test test-py test-r r-deps r-offline lint format demo demo-r clean
+.PHONY: help venv install test test-py test-r r-deps r-offline lint format demo demo-r clean bench
 
 help:
 	@echo "make demo     install, then train on the bundled BMMC mosaic (writes $(DEMO_OUT)/)"
 	@echo "make test     install, then ruff check + format check + pytest + R CMD check (R package)"
 	@echo "make test-r   R CMD build (runs the vignettes) + R CMD check --no-manual of the R package"
 	@echo "make venv     create $(VENV) with $(PYTHON_SYS) and install mmaavi[test] (no-op when done)"
+	@echo "make bench    peers' venv + every method on every benchmark task (~1 h; benchmarks/results/)"
 	@echo "make lint     ruff check + ruff format --check"
 	@echo "make format   ruff format + ruff check --fix"
 	@echo "make clean    remove $(VENV), $(DEMO_OUT)/ and caches"
@@ -152,3 +153,24 @@ clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache build dist
 	find python tests -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf python/*.egg-info
+
+# Benchmarks against the peers (issue 6; not part of `make test`). The peers live in their own
+# venv, never in the package's: torch==2.13.0 first (CPU wheel), then the pinned requirements.
+PEERS_VENV  := benchmarks/.venv-peers
+PEERS_PY    := $(PEERS_VENV)/bin/python
+PEERS_STAMP := $(PEERS_VENV)/.peers-installed
+BENCH_SEEDS ?= 0 1 2
+BENCH_JOBS  ?= 2
+
+$(PEERS_STAMP): benchmarks/requirements-peers.txt
+	@echo ">> creating $(PEERS_VENV) for the peers (scvi-tools, scglue, scmidas, scib-metrics)"
+	$(PYTHON_SYS) -m venv $(PEERS_VENV)
+	$(PEERS_PY) -m pip --quiet install "$(TORCH_SPEC)"
+	$(PEERS_PY) -m pip --quiet install -c <(echo "$(TORCH_SPEC)") -r benchmarks/requirements-peers.txt
+	@touch $@
+
+bench: $(STAMP) $(PEERS_STAMP)
+	$(PY) benchmarks/bench.py prepare
+	$(PY) benchmarks/bench.py run --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS)
+	$(PEERS_PY) benchmarks/bench.py evaluate
+	$(PEERS_PY) benchmarks/bench.py report
