@@ -55,7 +55,8 @@ def checkpoint_path(directory: str | os.PathLike) -> Path:
 def save_checkpoint(directory: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     """Write ``state`` atomically to ``directory/checkpoint.pt`` (created if needed).
 
-    ``state`` must hold the keys of :data:`_KEYS`; ``state["json"]`` is a JSON-serialisable dict.
+    ``state`` must hold the keys of :data:`_KEYS`; ``state["json"]`` is a dict written as JSON
+    (values JSON does not know, such as numpy scalars, as their ``str``).
     """
     missing = _KEYS - set(state)
     if missing:
@@ -63,7 +64,7 @@ def save_checkpoint(directory: str | os.PathLike, state: Mapping[str, Any]) -> P
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = dict(state)
-    payload["json"] = json.dumps(state["json"])
+    payload["json"] = json.dumps(state["json"], default=str)
     target = checkpoint_path(directory)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:

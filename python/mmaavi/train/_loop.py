@@ -202,6 +202,11 @@ def _plan_record(plan: TrainingPlan, batch_size: int) -> dict[str, Any]:
     return record
 
 
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from a checkpoint's JSON (numpy scalars and the like as str)."""
+    return json.loads(json.dumps(value, default=str))
+
+
 class _Run:
     """One training run: its state, the epoch loop and checkpoints."""
 
@@ -290,7 +295,7 @@ class _Run:
                 "file) to start a new run."
             )
         record = state["json"]
-        now = _plan_record(self.plan, self.batch_size)
+        now = _as_json(_plan_record(self.plan, self.batch_size))
         differ = sorted(
             k for k in set(now) | set(record["plan"]) if now.get(k) != record["plan"].get(k)
         )
@@ -303,8 +308,8 @@ class _Run:
                 f"({detail}). Resume with the same settings (only max_epochs may change), or "
                 "start a new run in another checkpoint_dir."
             )
-        if record["fingerprint"] != json.loads(json.dumps(ckpt.fingerprint)):
-            saved, now_fp = record["fingerprint"], json.loads(json.dumps(ckpt.fingerprint))
+        if record["fingerprint"] != _as_json(ckpt.fingerprint):
+            saved, now_fp = record["fingerprint"], _as_json(ckpt.fingerprint)
             keys = sorted(k for k in set(saved) | set(now_fp) if saved.get(k) != now_fp.get(k))
             raise ValueError(
                 f"Cannot resume {path}: it was written for another model or data (differences "

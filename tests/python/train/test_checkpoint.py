@@ -186,6 +186,14 @@ def test_existing_checkpoint_is_never_overwritten_by_a_new_run(tmp_path):
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() == before
 
 
+def test_resume_with_numpy_scalars_in_the_settings(tmp_path):
+    settings = {**SETTINGS, "max_epochs": 1, "weight_kl_z": np.float32(1.0)}
+    build(unlabeled_category=np.str_("none")).train(**settings, checkpoint_dir=tmp_path)
+    model = build(unlabeled_category=np.str_("none"))
+    model.train(**{**settings, "max_epochs": 2}, checkpoint_dir=tmp_path, resume=True)
+    assert model.train_info["resumed_from_epoch"] == 1
+
+
 def test_resume_with_other_settings_or_another_model_is_refused(tmp_path):
     build().train(**{**SETTINGS, "max_epochs": 1}, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=r"training settings differ.*seed: 3 then, 4 now"):
