@@ -172,5 +172,5 @@ $(PEERS_STAMP): benchmarks/requirements-peers.txt
 bench: $(STAMP) $(PEERS_STAMP)
 	$(PY) benchmarks/bench.py prepare
 	$(PY) benchmarks/bench.py run --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS)
-	$(PEERS_PY) benchmarks/bench.py evaluate
+	$(PEERS_PY) benchmarks/bench.py evaluate --jobs $(BENCH_JOBS)
 	$(PEERS_PY) benchmarks/bench.py report

@@ -306,62 +306,80 @@ def _wait(proc: subprocess.Popen, timeout: float):
 # --------------------------------------------------------------------------------------------
 # evaluate (scib-metrics, in the peers' venv)
 
-BIO = ("isolated_labels", "nmi_leiden", "ari_leiden", "silhouette_label", "clisi_knn")
-BATCH = ("silhouette_batch", "ilisi_knn", "kbet_per_label", "graph_connectivity", "pcr_comparison")
 
 
-def evaluate_task(task: str) -> list[dict]:
-    """scib-metrics on every finished run of ``task``; the unintegrated seed-0 embedding is the
-    pre-integration reference of the PCR comparison."""
+def score_run(task: str, method: str, seed: int) -> dict | None:
+    """scib-metrics for one finished run (written to ``results/scib/<task>/``); the unintegrated
+    seed-0 embedding is the pre-integration reference of the PCR comparison. ``None`` when the
+    run did not finish."""
     import anndata as ad
     from scib_metrics.benchmark import BatchCorrection, Benchmarker, BioConservation
 
+    run_dir = WORK / "runs" / task / method / f"seed{seed}"
+    record = json.loads((run_dir / "record.json").read_text())
+    folder = RESULTS / "scib" / task
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{method}_seed{seed}.json"
+    target.unlink(missing_ok=True)
+    if record["status"] != "ok":
+        return None
     cells = pd.read_csv(WORK / "tasks" / task / "cells.csv", index_col=0)
-    runs = sorted((WORK / "runs" / task).glob("*/seed*/record.json"))
-    records = [json.loads(p.read_text()) for p in runs]
-    records = [r for r in records if r["status"] == "ok"]
-    adata = ad.AnnData(obs=cells[["batch", "label"]].astype("category"))
-    keys = []
-    for r in records:
-        z = np.load(WORK / "runs" / task / r["method"] / f"seed{r['seed']}" / "embedding.npy")
-        if z.shape[0] != len(cells) or not np.isfinite(z).all():
-            r.update(status="invalid embedding", shape=list(z.shape))
-            continue
-        key = f"{r['method']}__seed{r['seed']}"
-        adata.obsm[key] = np.asarray(z, dtype=np.float32)
-        keys.append(key)
-    pre = "unintegrated__seed0"
-    if pre not in adata.obsm:
+    z = np.load(run_dir / "embedding.npy")
+    if z.shape[0] != len(cells) or not np.isfinite(z).all():
+        record.update(status="invalid embedding", shape=list(z.shape))
+        (run_dir / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+        return None
+    pre = WORK / "runs" / task / "unintegrated" / "seed0" / "embedding.npy"
+    if not pre.exists():
         raise RuntimeError(f"{task}: run the unintegrated baseline (seed 0) before evaluate")
+    adata = ad.AnnData(obs=cells[["batch", "label"]].astype("category"))
+    adata.obsm["embedding"] = np.asarray(z, dtype=np.float32)
+    adata.obsm["pre"] = np.load(pre).astype(np.float32)
     bench = Benchmarker(
         adata,
         batch_key="batch",
         label_key="label",
-        embedding_obsm_keys=keys,
-        pre_integrated_embedding_obsm_key=pre,
+        embedding_obsm_keys=["embedding"],
+        pre_integrated_embedding_obsm_key="pre",
         bio_conservation_metrics=BioConservation(
             nmi_ari_cluster_labels_leiden=True, nmi_ari_cluster_labels_kmeans=False
         ),
         batch_correction_metrics=BatchCorrection(),
         n_jobs=1,
+        progress_bar=False,
     )
     bench.benchmark()
-    table = bench.get_results(min_max_scale=False)
-    out = []
-    for r in records:
-        key = f"{r['method']}__seed{r['seed']}"
-        if key not in table.index:
-            continue
-        row = table.loc[key]
-        scores = {col: float(row[col]) for col in table.columns if col != "Metric Type"}
-        scored = {**r, "scib": scores}
-        folder = RESULTS / "scib" / task
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{r['method']}_seed{r['seed']}.json").write_text(
-            json.dumps(scored, indent=2) + "\n"
-        )
-        out.append(scored)
-    return out
+    row = bench.get_results(min_max_scale=False).loc["embedding"]
+    scored = {**record, "scib": {k: float(v) for k, v in row.items() if k != "Metric Type"}}
+    target.write_text(json.dumps(scored, indent=2) + "\n")
+    print(
+        json.dumps(
+            {"task": task, "method": method, "seed": seed, "Total": scored["scib"]["Total"]}
+        ),
+        flush=True,
+    )
+    return scored
+
+
+def _score_job(job: tuple[str, str, int]) -> dict | None:
+    os.environ.update(ONE_THREAD)
+    return score_run(*job)
+
+
+def evaluate(tasks: list[str], jobs: int) -> None:
+    """Score every run of ``tasks``; ``jobs`` processes at once (one thread each)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    todo = []
+    for task in tasks:
+        for record in sorted((WORK / "runs" / task).glob("*/seed*/record.json")):
+            todo.append((task, record.parent.parent.name, int(record.parent.name[4:])))
+    # the slowest (largest task) first, so the pool does not end on one long job
+    todo.sort(
+        key=lambda job: -json.loads((WORK / "tasks" / job[0] / "task.json").read_text())["n_cells"]
+    )
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(_score_job, todo))
 
 
 # --------------------------------------------------------------------------------------------
@@ -471,6 +489,7 @@ def main() -> None:
     r.add_argument("--jobs", type=int, default=1, help="runs at once")
     e = sub.add_parser("evaluate")
     e.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    e.add_argument("--jobs", type=int, default=1, help="runs scored at once")
     sub.add_parser("report")
     args = parser.parse_args()
 
@@ -487,8 +506,7 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_one(*job, timeout=args.timeout), jobs))
     elif args.stage == "evaluate":
-        for task in args.tasks:
-            evaluate_task(task)
+        evaluate(args.tasks, args.jobs)
     else:
         print(report())
 
