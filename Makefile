@@ -136,7 +136,10 @@ test-r: $(STAMP) r-deps r-offline
 	fi; \
 	echo ">> R CMD check: Status: OK"
 
-test: lint test-py $(R_TESTS)
+# The Python and R suites are single-threaded (one torch thread each): on a 2-core machine
+# they run side by side, each target's output printed whole when it ends.
+test: lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-py $(R_TESTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/mmaavi demo --out $(DEMO_OUT)
