@@ -25,7 +25,7 @@ import mmaavi
 
 
 def load_mosaic(task_dir: Path):
-    """The task as mmaavi's mosaic MuData, cells in ``cells.csv`` order."""
+    """The task as mmaavi's mosaic MuData (its own cell order) and ``cells.csv``."""
     meta = json.loads((task_dir / "task.json").read_text())
     cells = pd.read_csv(task_dir / "cells.csv", index_col=0)
     cells.index = cells.index.astype(str)
@@ -47,7 +47,6 @@ def load_mosaic(task_dir: Path):
             blocks.append(block)
         mods[m] = blocks
     mdata = mmaavi.data.mosaic(mods, batch_key="batch")
-    mdata = mdata[cells.index].copy() if not mdata.obs_names.equals(cells.index) else mdata
     mdata.obs["label"] = cells["label"].reindex(mdata.obs_names).to_numpy()
     mmaavi.graph.add_guidance_graph(mdata, meta["genome"])
     return meta, cells, mdata
@@ -63,7 +62,9 @@ def main() -> None:
     torch.set_num_threads(1)
 
     meta, cells, mdata = load_mosaic(args.task_dir)
-    if not mdata.obs_names.equals(cells.index):
+    # the mosaic orders cells its own way: rows go back to cells.csv order by name
+    rows = mdata.obs_names.get_indexer(cells.index)
+    if (rows < 0).any() or mdata.n_obs != len(cells):
         raise SystemExit("mmaavi runner: the mosaic's cells are not those of cells.csv")
     n_classes = cells["label"].nunique()
     start = time.perf_counter()
@@ -71,7 +72,7 @@ def main() -> None:
     kwargs = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
     model.train(seed=args.seed, progress="none", **kwargs)
     train_seconds = time.perf_counter() - start
-    z = model.get_latent_representation()
+    z = model.get_latent_representation()[rows]
     args.out.mkdir(parents=True, exist_ok=True)
     np.save(args.out / "embedding.npy", np.asarray(z, dtype=np.float32))
     record = {
