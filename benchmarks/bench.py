@@ -307,7 +307,6 @@ def _wait(proc: subprocess.Popen, timeout: float):
 # evaluate (scib-metrics, in the peers' venv)
 
 
-
 def score_run(task: str, method: str, seed: int) -> dict | None:
     """scib-metrics for one finished run (written to ``results/scib/<task>/``); the unintegrated
     seed-0 embedding is the pre-integration reference of the PCR comparison. ``None`` when the
@@ -395,6 +394,55 @@ def _mean_sd(values: list[float], digits: int = 3) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+PEERS = ("multivi", "glue", "midas")
+
+
+def _targets(df: pd.DataFrame) -> list[str]:
+    """Issue 6's targets, checked on the scored runs: Total above every peer by >= 0.02, at most
+    half MultiVI's train time, no more peak memory than MultiVI."""
+    lines = [
+        "| task | mmaavi Total | best peer (Total) | margin | train s mmaavi / MultiVI "
+        "| peak RSS MB mmaavi / MultiVI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task in TASKS:
+        sub = df[df["task"] == task]
+        ours = sub[sub["method"] == "mmaavi"]
+        if ours.empty:
+            continue
+        total = np.mean([s["Total"] for s in ours["scib"]])
+        peers = {
+            m: np.mean([s["Total"] for s in sub[sub["method"] == m]["scib"]])
+            for m in PEERS
+            if (sub["method"] == m).any()
+        }
+        best = max(peers, key=peers.get) if peers else None
+        margin = f"{total - peers[best]:+.3f}" if best else "n/a"
+        mv = sub[sub["method"] == "multivi"]
+        time_ratio = rss_ratio = "n/a (no MultiVI run)"
+        if not mv.empty:
+            time_ratio = (
+                f"{ours['train_seconds'].mean():.0f} / {mv['train_seconds'].mean():.0f}"
+                f" = {ours['train_seconds'].mean() / mv['train_seconds'].mean():.2f}"
+            )
+            rss_ratio = f"{ours['peak_rss_mb'].mean():.0f} / {mv['peak_rss_mb'].mean():.0f}"
+        best_txt = f"{METHODS[best][1]} ({peers[best]:.3f})" if best else "none scored"
+        lines.append(
+            f"| {task} | {total:.3f} | {best_txt} | {margin} | {time_ratio} | {rss_ratio} |"
+        )
+    return lines
+
+
 def report() -> str:
     rows = []
     for path in sorted((RESULTS / "scib").glob("*/*.json")):
@@ -402,40 +450,62 @@ def report() -> str:
     if not rows:
         raise RuntimeError("no scored runs in benchmarks/results/scib: run evaluate first")
     df = pd.DataFrame(rows)
+    unfinished = [
+        json.loads(p.read_text()) for p in sorted((WORK / "runs").glob("*/*/seed*/record.json"))
+    ]
+    unfinished = [r for r in unfinished if r["status"] != "ok"]
     lines = [
-        "| task | method | Total | Bio | Batch | train s | s/epoch | epochs | peak RSS MB | seeds |",
+        "| task | method | Total | Bio | Batch | train s | s/epoch | epochs | peak RSS MB | runs |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task in TASKS:
         sub = df[df["task"] == task]
         for method in METHODS:
             m = sub[sub["method"] == method]
+            failed = [r for r in unfinished if r["task"] == task and r["method"] == method]
+            if m.empty and not failed:
+                continue
             if m.empty:
+                why = f"{failed[0]['status']}: {failed[0].get('error', '')[-120:]}"
+                lines.append(f"| {task} | {METHODS[method][1]} | {why} | | | | | | | 0 |")
                 continue
             total = [s["Total"] for s in m["scib"]]
             bio = [s["Bio conservation"] for s in m["scib"]]
             batch = [s["Batch correction"] for s in m["scib"]]
-            epochs = m["epochs"].tolist()
-            per_epoch = [t / e for t, e in zip(m["train_seconds"], epochs) if e]
+            epochs = [e for e in m["epochs"].tolist() if e is not None and np.isfinite(e)]
+            per_epoch = [
+                t / e for t, e in zip(m["train_seconds"], m["epochs"]) if e and np.isfinite(e)
+            ]
             cap = m["epoch_cap"].dropna().unique()
-            ep = _mean_sd([float(e) for e in epochs if e], 0)
+            ep = _mean_sd([float(e) for e in epochs], 0) if epochs else "-"
             if len(cap):
                 ep += f" (capped at {int(cap[0])})"
+            runs = f"{len(m)}" + (f" (+{len(failed)} failed)" if failed else "")
             lines.append(
                 f"| {task} | {METHODS[method][1]} | {_mean_sd(total)} | {_mean_sd(bio)} | "
                 f"{_mean_sd(batch)} | {_mean_sd(m['train_seconds'].tolist(), 0)} | "
-                f"{_mean_sd(per_epoch, 2)} | {ep} | {_mean_sd(m['peak_rss_mb'].tolist(), 0)} | "
-                f"{len(m)} |"
+                f"{_mean_sd(per_epoch, 2) if per_epoch else '-'} | {ep} | "
+                f"{_mean_sd(m['peak_rss_mb'].tolist(), 0)} | {runs} |"
             )
-    table = "\n".join(lines)
-    header = (
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"one thread per method; generated {time.strftime('%Y-%m-%d')} by "
-        "`benchmarks/bench.py report`.\n\n"
+    versions = sorted({f"{METHODS[r['method']][1]}: {r['version']}" for r in rows})
+    text = "\n".join(
+        [
+            f"Machine: {_cpu()}, {os.cpu_count()} cores, one thread per method; generated "
+            f"{time.strftime('%Y-%m-%d')} by `benchmarks/bench.py report`. scib-metrics Total = "
+            "0.6 Bio + 0.4 Batch, unscaled; mean ± sd over seeds.",
+            "",
+            *lines,
+            "",
+            "Targets (issue 6):",
+            "",
+            *_targets(df),
+            "",
+            "Versions: " + "; ".join(versions),
+        ]
     )
-    (RESULTS / "scib_summary.md").write_text(header + table + "\n")
+    (RESULTS / "scib_summary.md").write_text(text + "\n")
     _figure(df)
-    return table
+    return text
 
 
 def _figure(df: pd.DataFrame) -> None:
