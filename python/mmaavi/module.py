@@ -30,6 +30,8 @@ from .nn import (
     MixtureLatent,
     ModalityEncoders,
 )
+from .nn._mlp import present_rows
+from .nn.graph import kl_standard_normal
 from .nn.likelihoods import normalised_mean
 
 #: names of the loss terms, in the order they are reported
@@ -207,14 +209,20 @@ class MMAAVIModule(nn.Module):
     def loss(self, batch: Mapping[str, torch.Tensor], weights: LossWeights) -> LossOutput:
         """Sample the posterior once and evaluate every loss term on the minibatch."""
         obs_mask = batch[K.OBS_MASK]
-        qz, _ = self.encode(batch)
+        # positions of the cells having each modality (None: all of them), shared by the
+        # encoders and the decoders
+        rows = [present_rows(obs_mask[:, j]) for j in range(len(self.modalities))]
+        inputs = {m: batch[K.mod_key(K.ENC, m)] for m in self.modalities}
+        fused, _ = self.fusion(self.encoders(inputs, obs_mask, rows), obs_mask)
+        qz = self.latent.qz(fused)
         z = qz.rsample()
 
         logits_c = self.latent.c_logits(z)
         c = F.gumbel_softmax(logits_c, tau=1.0, hard=False)
         labels = batch.get(K.LABEL)
         labelled = (labels >= 0) if labels is not None else torch.zeros_like(obs_mask[:, 0])
-        if bool(labelled.any()):
+        any_labelled = bool(labelled.any())
+        if any_labelled:
             one_hot = F.one_hot(labels.clamp_min(0), self.n_components).to(c.dtype)
             c = torch.where(labelled.unsqueeze(1), one_hot, c)
         qu = self.latent.qu(c, z)
@@ -222,16 +230,18 @@ class MMAAVIModule(nn.Module):
         pz = self.latent.pz(c, u)
 
         kl_z = (qz.log_prob(z) - pz.log_prob(z)).sum(dim=1).mean()
-        kl_u = torch.distributions.kl_divergence(qu, Normal(0.0, 1.0)).sum(dim=1).mean()
+        kl_u = kl_standard_normal(qu).sum(dim=1).mean()
         log_q_c = torch.log_softmax(logits_c, dim=1)
         kl_c_cell = (log_q_c.exp() * (log_q_c - self.log_prior_c)).sum(dim=1)
-        unlabelled = ~labelled
-        kl_c = kl_c_cell[unlabelled].mean() if bool(unlabelled.any()) else kl_c_cell.new_zeros(())
-        sup = (
-            F.nll_loss(log_q_c[labelled], labels[labelled])
-            if bool(labelled.any())
-            else kl_c_cell.new_zeros(())
-        )
+        if not any_labelled:
+            kl_c = kl_c_cell.mean()
+            sup = kl_c_cell.new_zeros(())
+        else:
+            unlabelled = ~labelled
+            kl_c = (
+                kl_c_cell[unlabelled].mean() if bool(unlabelled.any()) else kl_c_cell.new_zeros(())
+            )
+            sup = F.nll_loss(log_q_c[labelled], labels[labelled])
 
         qv = self.graph()
         v = qv.rsample()
@@ -241,18 +251,23 @@ class MMAAVIModule(nn.Module):
         batch_index = batch[K.BATCH]
         nll: dict[str, torch.Tensor] = {}
         for j, m in enumerate(self.modalities):
-            present = obs_mask[:, j]
-            if not bool(present.any()):
-                continue
-            x = batch[K.mod_key(K.X, m)][present]
+            x = batch[K.mod_key(K.X, m)]
             fmask = batch.get(K.mod_key(K.FMASK, m))
-            fmask = fmask[present] if fmask is not None else None
+            z_m, batch_m = z, batch_index
+            r = rows[j]
+            if r is not None:
+                if r.numel() == 0:
+                    continue
+                x, z_m, batch_m = (
+                    x.index_select(0, r),
+                    z.index_select(0, r),
+                    batch_m.index_select(0, r),
+                )
+                fmask = fmask.index_select(0, r) if fmask is not None else None
             measured_x = x if fmask is None else x * fmask
             library = measured_x.sum(dim=1, keepdim=True)
             a, b = self.feature_slices[m]
-            log_lik = self.decoders[m].log_likelihood(
-                x, z[present], v[a:b], batch_index[present], library, fmask
-            )
+            log_lik = self.decoders[m].log_likelihood(x, z_m, v[a:b], batch_m, library, fmask)
             nll[m] = -log_lik.mean()
         nll_total = torch.stack(list(nll.values())).sum()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 
@@ -52,3 +53,13 @@ def run_batchnorm_safe(net: nn.Module, x):
         return net(x)
     finally:
         net.train()
+
+
+def present_rows(present: torch.Tensor) -> torch.Tensor | None:
+    """Positions of the True entries of a bool (n_cells,) mask; None when all are True.
+
+    ``x.index_select(0, rows)`` then gives the rows ``x[present]`` gives, in the same order,
+    and the common all-present case needs no gather at all.
+    """
+    rows = present.nonzero().squeeze(1)
+    return None if rows.numel() == present.numel() else rows

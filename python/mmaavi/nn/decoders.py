@@ -58,14 +58,15 @@ class HybridDecoder(nn.Module):
     def logits(self, z: torch.Tensor, v: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """``l``, (n_cells, n_features): the hybrid output under each cell's batch affine."""
         head = self.mlp[-1]
-        hidden = run_batchnorm_safe(self.mlp[:-1], z)
+        hidden = run_batchnorm_safe(self.mlp[0], z)
         w = self.mix_weight
         # o = w * z V^T + (1 - w) * (hidden W^T + b), as two fused multiply-adds; (1 - w) scales
         # the narrow hidden rather than the output, so W's gradient needs no extra pass
         o = torch.addmm(head.bias, hidden * (1.0 - w), head.weight.T, beta=1.0 - w)
         o = torch.addmm(o, z, v.T, alpha=w)
         # softplus on the (n_batches, F) table, then gather: one row per batch, not per cell
-        return torch.addcmul(self.shift[batch], nn.functional.softplus(self.scale)[batch], o)
+        scale = nn.functional.softplus(self.scale).index_select(0, batch)
+        return torch.addcmul(self.shift.index_select(0, batch), scale, o)
 
     def forward(
         self,
@@ -105,7 +106,8 @@ class HybridDecoder(nn.Module):
         """
         if self.likelihood == "nb":
             logits = self.logits(z, v, batch)
-            return nb_log_likelihood(x, logits, library, self.log_theta[batch], feature_mask)
+            log_theta = self.log_theta.index_select(0, batch)
+            return nb_log_likelihood(x, logits, library, log_theta, feature_mask)
         px = self.forward(z, v, batch, library, feature_mask)
         target = (x > 0).to(x.dtype) if self.likelihood == "bernoulli" else x
         log_prob = px.log_prob(target)

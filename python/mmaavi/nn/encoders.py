@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ._mlp import mlp, run_batchnorm_safe
+from ._mlp import mlp, present_rows, run_batchnorm_safe
 
 
 class ModalityEncoders(nn.Module):
@@ -37,7 +37,12 @@ class ModalityEncoders(nn.Module):
         self.n_out = int(hidden[-1])
         self.nets = nn.ModuleDict({m: mlp(n, hidden, dropout=dropout) for m, n in n_inputs.items()})
 
-    def forward(self, inputs: Mapping[str, torch.Tensor], obs_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        inputs: Mapping[str, torch.Tensor],
+        obs_mask: torch.Tensor,
+        rows: Sequence[torch.Tensor | None] | None = None,
+    ) -> torch.Tensor:
         """Encode every present modality.
 
         Parameters
@@ -46,20 +51,26 @@ class ModalityEncoders(nn.Module):
             Encoder input per modality, (n_cells, n_input_m); rows of absent cells are ignored.
         obs_mask
             Observation mask, bool (n_cells, n_modalities), columns in ``self.modalities`` order.
+        rows
+            ``present_rows`` of each mask column, when the caller has them already.
 
         Returns
         -------
         Representations, (n_cells, n_modalities, n_out); zero for absent modalities.
         """
         n_cells = obs_mask.shape[0]
-        out = obs_mask.new_zeros((n_cells, len(self.modalities), self.n_out), dtype=torch.float32)
+        columns = []
         for j, m in enumerate(self.modalities):
-            present = obs_mask[:, j]
-            if not bool(present.any()):
-                continue
-            h = run_batchnorm_safe(self.nets[m], inputs[m][present])
-            out[present, j] = h.to(out.dtype)
-        return out
+            r = present_rows(obs_mask[:, j]) if rows is None else rows[j]
+            if r is None:  # every cell has the modality: no gather, no scatter
+                h = run_batchnorm_safe(self.nets[m], inputs[m])
+            elif r.numel() == 0:
+                h = obs_mask.new_zeros((n_cells, self.n_out), dtype=torch.float32)
+            else:
+                h_present = run_batchnorm_safe(self.nets[m], inputs[m].index_select(0, r))
+                h = h_present.new_zeros((n_cells, self.n_out)).index_copy(0, r, h_present)
+            columns.append(h.to(torch.float32))
+        return torch.stack(columns, dim=1)
 
 
 class AttentionFusion(nn.Module):
@@ -97,5 +108,5 @@ class AttentionFusion(nn.Module):
         score = (torch.sigmoid(self.gate(h)) * torch.tanh(self.value(h))).squeeze(-1)
         score = score.masked_fill(~obs_mask, float("-inf"))
         weights = torch.softmax(score, dim=1)
-        fused = torch.einsum("nm,nmd->nd", weights, h)
+        fused = (weights.unsqueeze(2) * h).sum(dim=1)  # einsum's bmm is slower at these sizes
         return fused, weights

@@ -26,7 +26,7 @@ class GaussianHead(nn.Module):
         self.scale = nn.Linear(n_in, n_out)
 
     def forward(self, h: torch.Tensor) -> Normal:
-        return Normal(self.loc(h), F.softplus(self.scale(h)) + _STD_EPS)
+        return Normal(self.loc(h), F.softplus(self.scale(h)) + _STD_EPS, validate_args=False)
 
 
 class MixtureLatent(nn.Module):

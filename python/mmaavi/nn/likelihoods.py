@@ -116,7 +116,8 @@ def nb_log_likelihood(
         x = x * feature_mask
     log_mu = torch.log_softmax(logits, dim=-1) + torch.log(library.clamp_min(_EPS))
     log_ratio = log_mu - log_theta  # log(mu / theta)
-    per_cell = -(torch.exp(log_theta) * torch.log1p(torch.exp(log_ratio))).sum(dim=-1)
+    # log1p(exp(.)) as one softplus (equal to rounding; x for x > 20)
+    per_cell = -(torch.exp(log_theta) * F.softplus(log_ratio)).sum(dim=-1)
     rows, cols = torch.nonzero(x, as_tuple=True)
     k, lt, lm = x[rows, cols], log_theta[rows, cols], log_mu[rows, cols]
     t = torch.exp(lt)
