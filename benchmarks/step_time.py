@@ -1,14 +1,17 @@
-"""Seconds per training step on the SNARE-seq mosaic (10k cells x 27k features; issue 6).
+"""Seconds per training step on the SNARE-seq mosaic (10k cells x 27k features) or the bundled
+BMMC mosaic (1100 cells; issue 6).
 
-Builds the ``snare_mosaic`` task (``tasks.py``), an untrained model, and times full training
-steps (minibatch assembly, ``module.loss``, backward, RMSprop step) on random minibatches of the
-default size for this data set (142 cells), one torch thread, after warm-up steps. The training
-loop does exactly this work per step.
+Builds the ``snare_mosaic`` task (``tasks.py``) or ``mmaavi.datasets.bmmc_mosaic()`` with its hg38
+guidance graph, an untrained model, and times full training steps (minibatch assembly,
+``module.loss``, backward, RMSprop step) on random minibatches of the default size for the data
+set (SNARE 142 cells, BMMC 32), one torch thread, deterministic kernels as in training, after
+warm-up steps. The training loop does exactly this work per step.
 
-Run from the repository root (about 2 minutes)::
+Run from the repository root (SNARE about 2 minutes, BMMC seconds)::
 
     .venv/bin/python benchmarks/step_time.py                 # ATAC encoder input: log1p_norm
     .venv/bin/python benchmarks/step_time.py --atac-transform lsi
+    .venv/bin/python benchmarks/step_time.py --task bmmc --steps 200
 """
 
 from __future__ import annotations
@@ -34,17 +37,28 @@ from mmaavi.module import LossWeights  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="snare", choices=["snare", "bmmc"])
     parser.add_argument("--atac-transform", default="log1p_norm", choices=["log1p_norm", "lsi"])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=142)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: SNARE 142, BMMC 32")
     args = parser.parse_args()
-    task = snare_mosaic()
-    transform = {"rna": "log1p_norm", "atac": args.atac_transform}
-    model = mmaavi.MMAAVI(task.mdata, batch_key="batch", n_components=15, transform=transform)
+    if args.task == "snare":
+        task = snare_mosaic()
+        transform = {"rna": "log1p_norm", "atac": args.atac_transform}
+        model = mmaavi.MMAAVI(task.mdata, batch_key="batch", n_components=15, transform=transform)
+        args.batch_size = args.batch_size or 142
+    else:
+        mdata = mmaavi.datasets.bmmc_mosaic()
+        mmaavi.graph.add_guidance_graph(mdata, "hg38")
+        transform = {m: args.atac_transform if m == "atac" else "log1p_norm" for m in mdata.mod}
+        model = mmaavi.MMAAVI(mdata, n_components=11, transform=transform)
+        args.batch_size = args.batch_size or 32
     module, data = model._build_module(), model.data
     optimizer = torch.optim.RMSprop(module.parameters(), lr=2e-3)
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True)  # as the training loop does on CPU
+    module.train()
 
     def step() -> None:
         idx = np.sort(rng.choice(data.n_cells, args.batch_size, replace=False))
@@ -62,7 +76,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "task": "snare_mosaic",
+                "task": "snare_mosaic" if args.task == "snare" else "bmmc_mosaic",
                 "atac_transform": args.atac_transform,
                 "batch_size": args.batch_size,
                 "seconds_per_step": round(seconds, 3),
