@@ -170,6 +170,14 @@ $(PEERS_STAMP): benchmarks/requirements-peers.txt
 	$(PYTHON_SYS) -m venv $(PEERS_VENV)
 	$(PEERS_PY) -m pip --quiet install "$(TORCH_SPEC)"
 	$(PEERS_PY) -m pip --quiet install -c <(echo "$(TORCH_SPEC)") -r benchmarks/requirements-peers.txt
+	@# scmidas 0.3.0 declares torch<2.11 but runs on 2.13; its real imports are pinned above
+	$(PEERS_PY) -m pip --quiet install --no-deps scmidas==0.3.0
+	@# scglue's guidance graph calls the bedtools binary
+	@if ! command -v bedtools >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bedtools; \
+	  else echo "error: GLUE needs bedtools: apt-get install bedtools" >&2; exit 1; fi; \
+	fi
 	@touch $@
 
 bench: $(STAMP) $(PEERS_STAMP)
