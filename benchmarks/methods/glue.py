@@ -224,6 +224,21 @@ def run(args) -> None:
     trainer_cls.report_metrics = counting_report
     scglue.models.base.Trainer.fit = counting_fit
 
+    # GLUE's balancing weights come out NaN when the pretrained embeddings match no cluster across
+    # modalities (cosine < cutoff everywhere; seen with very short pretraining); NaN weights then
+    # poison the fine-tune. Fall back to uniform weights (= fit_SCGLUE(skip_balance=True)) and say so.
+    orig_balance = scglue.models.estimate_balancing_weight
+    balance_fallback = []
+
+    def safe_balance(*ads, key_added="balancing_weight", **kw):
+        orig_balance(*ads, key_added=key_added, **kw)
+        if any(not np.isfinite(a.obs[key_added].to_numpy(dtype=float)).all() for a in ads):
+            for a in ads:
+                a.obs[key_added] = 1.0
+            balance_fallback.append(True)
+
+    scglue.models.estimate_balancing_weight = safe_balance
+
     result = {}
     with tempfile.TemporaryDirectory(prefix="glue-") as tmp:
         fit_kws["directory"] = tmp
@@ -250,6 +265,8 @@ def run(args) -> None:
         "PairedSCGLUEModel; embedding of a multi-modality cell = mean of its modality embeddings",
     )
     notes.append(f"epochs per stage (pretrain, fine-tune) = {stages}")
+    if balance_fallback:
+        notes.append("balancing weights were NaN after pretraining (no cross-modality cluster match): uniform weights used")
     notes.append(
         "GLUE defaults (lr 2e-3, latent 50, AUTO schedule)" if args.max_epochs is None else
         f"max_epochs={args.max_epochs} per stage, align_burnin={fit_kws['align_burnin']}, "
