@@ -243,7 +243,7 @@ def run_one(task: str, method: str, seed: int, timeout: float) -> dict:
     python, _ = METHODS[method]
     out = WORK / "runs" / task / method / f"seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("embedding.npy", "run.json", "log.txt"):
+    for stale in ("embedding.npy", "run.json", "log.txt", "record.json"):
         (out / stale).unlink(missing_ok=True)
     cmd = [
         str(python),
