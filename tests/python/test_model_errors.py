@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
-import anndata as ad
 import mudata
 import numpy as np
 import pandas as pd
@@ -14,31 +15,23 @@ import torch
 import mmaavi
 from mmaavi.data import mosaic
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _mosaics import SMALL, counts_adata  # noqa: E402
+
 torch.set_num_threads(1)
 
 GENES = [f"g{i}" for i in range(10)]
 PROTEINS = [f"p{i}" for i in range(6)]
-SMALL = {"n_latent": 4, "n_latent_u": 3, "encoder_hidden": (16, 8)}
 
 
 def cells(prefix: str, n: int, start: int = 0) -> list[str]:
     return [f"{prefix}{i}" for i in range(start, start + n)]
 
 
-def make(obs_names, features, batches, x=None, seed=0) -> ad.AnnData:
-    """AnnData of Poisson counts with a 'batch' obs column."""
-    obs_names, features = list(obs_names), list(features)
-    if x is None:
-        rng = np.random.default_rng(seed)
-        x = rng.poisson(2.0, (len(obs_names), len(features))).astype(np.float32)
-    obs = pd.DataFrame({"batch": list(batches)}, index=obs_names)
-    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=features))
-
-
 def make_mdata(rna_x=None, adt_x=None, genes=GENES) -> mudata.MuData:
     """20 cells: c0-c9 batch b1 (rna only), c10-c19 batch b2 (rna + adt)."""
-    rna = make(cells("c", 20), genes, ["b1"] * 10 + ["b2"] * 10, x=rna_x)
-    adt = make(cells("c", 10, 10), PROTEINS, ["b2"] * 10, x=adt_x, seed=1)
+    rna = counts_adata(cells("c", 20), genes, ["b1"] * 10 + ["b2"] * 10, x=rna_x)
+    adt = counts_adata(cells("c", 10, 10), PROTEINS, ["b2"] * 10, x=adt_x, seed=1)
     return mosaic({"rna": rna, "adt": adt})
 
 
@@ -92,7 +85,7 @@ def test_batch_with_nan(mdata):
 
 
 def test_batch_with_nan_in_mosaic():
-    rna = make(cells("c", 4), GENES, ["b1", None, "b1", "b2"])
+    rna = counts_adata(cells("c", 4), GENES, ["b1", None, "b1", "b2"])
     with pytest.raises(ValueError, match=r"column 'batch' has 1 missing \(NaN\).*'c1'"):
         mosaic({"rna": rna})
 
@@ -127,7 +120,7 @@ def test_non_integer_counts_allowed_for_normal():
 def test_duplicated_cell_names():
     names = cells("c", 20)
     names[5] = "c4"
-    rna = make(names, GENES, ["b1"] * 20)
+    rna = counts_adata(names, GENES, ["b1"] * 20)
     with pytest.raises(ValueError, match=r"cell names must be unique.*'c4'"):
         mosaic({"rna": rna})
 
@@ -135,14 +128,14 @@ def test_duplicated_cell_names():
 def test_duplicated_feature_names():
     genes = list(GENES)
     genes[3] = "g1"
-    rna = make(cells("c", 20), genes, ["b1"] * 20)
+    rna = counts_adata(cells("c", 20), genes, ["b1"] * 20)
     with pytest.raises(ValueError, match=r"feature names must be unique.*'g1'"):
         mosaic({"rna": rna})
 
 
 def test_mismatched_cell_names_in_a_shared_batch():
-    rna = make(cells("c", 10), GENES, ["b1"] * 10)
-    adt = make([f"{c}-1" for c in cells("c", 10)], PROTEINS, ["b1"] * 10)
+    rna = counts_adata(cells("c", 10), GENES, ["b1"] * 10)
+    adt = counts_adata([f"{c}-1" for c in cells("c", 10)], PROTEINS, ["b1"] * 10)
     with pytest.raises(
         ValueError, match=r"Batch 'b1' appears in modalities 'rna' and 'adt'.*share nothing"
     ):
@@ -150,15 +143,15 @@ def test_mismatched_cell_names_in_a_shared_batch():
 
 
 def test_empty_modality_in_mosaic():
-    rna = make(cells("c", 20), GENES, ["b1"] * 20)
-    empty = make([], PROTEINS, [], x=np.zeros((0, 6), dtype=np.float32))
+    rna = counts_adata(cells("c", 20), GENES, ["b1"] * 20)
+    empty = counts_adata([], PROTEINS, [], x=np.zeros((0, 6), dtype=np.float32))
     with pytest.raises(ValueError, match=r"modality 'adt' is empty: found 0 cells"):
         mosaic({"rna": rna, "adt": empty})
 
 
 def test_empty_modality_in_hand_built_mudata():
-    rna = make(cells("c", 20), GENES, ["b1"] * 10 + ["b2"] * 10)
-    empty = make([], PROTEINS, [], x=np.zeros((0, 6), dtype=np.float32))
+    rna = counts_adata(cells("c", 20), GENES, ["b1"] * 10 + ["b2"] * 10)
+    empty = counts_adata([], PROTEINS, [], x=np.zeros((0, 6), dtype=np.float32))
     with mudata.set_options(pull_on_update=False):
         bad = mudata.MuData({"rna": rna, "adt": empty})
     bad.obs["batch"] = pd.Categorical(["b1"] * 10 + ["b2"] * 10)
@@ -301,14 +294,14 @@ def test_load_against_data_with_other_feature_count(saved):
 
 
 def test_load_against_data_with_other_modalities(saved):
-    other = mosaic({"rna": make(cells("c", 20), GENES, ["b1"] * 10 + ["b2"] * 10)})
+    other = mosaic({"rna": counts_adata(cells("c", 20), GENES, ["b1"] * 10 + ["b2"] * 10)})
     with pytest.raises(ValueError, match=r"trained on modalities \['rna', 'adt'\]"):
         mmaavi.MMAAVI.load(saved, other)
 
 
 def test_load_against_data_with_other_batches(saved):
-    rna = make(cells("c", 20), GENES, ["b1"] * 10 + ["b3"] * 10)
-    adt = make(cells("c", 10, 10), PROTEINS, ["b3"] * 10, seed=1)
+    rna = counts_adata(cells("c", 20), GENES, ["b1"] * 10 + ["b3"] * 10)
+    adt = counts_adata(cells("c", 10, 10), PROTEINS, ["b3"] * 10, seed=1)
     with pytest.raises(
         ValueError, match=r"batches differ.*\['b1', 'b2'\] saved, \['b1', 'b3'\] now"
     ):
