@@ -33,6 +33,7 @@ from tasks import snare_mosaic  # noqa: E402
 
 import mmaavi  # noqa: E402
 from mmaavi.module import LossWeights  # noqa: E402
+from mmaavi.train._loop import _deterministic  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +58,9 @@ def main() -> None:
     optimizer = torch.optim.RMSprop(module.parameters(), lr=2e-3)
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    torch.use_deterministic_algorithms(True)  # as the training loop does on CPU
+    # the training loop's CPU settings (deterministic kernels, no NaN fill of new tensors)
+    deterministic = _deterministic(True)
+    deterministic.__enter__()
     module.train()
 
     def step() -> None:
