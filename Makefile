@@ -164,6 +164,8 @@ PEERS_PY    := $(PEERS_VENV)/bin/python
 PEERS_STAMP := $(PEERS_VENV)/.peers-installed
 BENCH_SEEDS ?= 0 1 2
 BENCH_JOBS  ?= 2
+# wall-clock limit per run (s); raise it when other jobs share the cores
+BENCH_TIMEOUT ?= 1800
 
 $(PEERS_STAMP): benchmarks/requirements-peers.txt
 	@echo ">> creating $(PEERS_VENV) for the peers (scvi-tools, scglue, scmidas, scib-metrics)"
@@ -182,6 +184,6 @@ $(PEERS_STAMP): benchmarks/requirements-peers.txt
 
 bench: $(STAMP) $(PEERS_STAMP)
 	$(PY) benchmarks/bench.py prepare
-	$(PY) benchmarks/bench.py run --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS)
+	$(PY) benchmarks/bench.py run --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS) --timeout $(BENCH_TIMEOUT)
 	$(PEERS_PY) benchmarks/bench.py evaluate --jobs $(BENCH_JOBS)
 	$(PEERS_PY) benchmarks/bench.py report
