@@ -595,6 +595,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.stage == "prepare":
+        if not SHARED.is_dir():
+            sys.exit(
+                f"bench.py prepare: the shared data folder {SHARED} does not exist; expected the "
+                "project's ../shared/data beside the checkout. Point MMAAVI_SHARED_DATA at it, "
+                "e.g. MMAAVI_SHARED_DATA=/path/to/shared/data make bench."
+            )
         for task in args.tasks:
             print(">> prepared", PREPARE[task](), flush=True)
     elif args.stage == "run":
