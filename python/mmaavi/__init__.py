@@ -6,7 +6,7 @@ measured in any subset of modalities (RNA, ATAC, ADT, ...) into one batch-correc
 
 __version__ = "0.1.0"
 
-from . import data, datasets, graph  # noqa: E402
+from . import data, datasets, graph, io  # noqa: E402
 from .model import MMAAVI  # noqa: E402
 
-__all__ = ["MMAAVI", "__version__", "data", "datasets", "graph"]
+__all__ = ["MMAAVI", "__version__", "data", "datasets", "graph", "io"]

@@ -149,6 +149,19 @@ def build_mosaic(
     batch_key
         Column of ``obs`` with the batch.
     """
+    obs = obs.copy()
+    if "cell" in obs.columns:
+        obs = obs.set_index("cell")
+    obs.index = obs.index.astype(str)
+    return mosaic_from_blocks(blocks, obs, batch_key)
+
+
+def mosaic_from_blocks(
+    blocks: Mapping[str, Sequence[Mapping[str, Any]]], obs: pd.DataFrame, batch_key: str
+):
+    """The mosaic from per-modality blocks (as :func:`build_mosaic`) and a cell table indexed
+    by cell name. :func:`mmaavi.io.read_rds` builds its mosaic here too, so that an object read
+    in Python reaches the model exactly as ``RunMMAAVI()`` hands it over."""
     from .data import mosaic
 
     if not isinstance(blocks, Mapping) or not blocks:
@@ -159,10 +172,6 @@ def build_mosaic(
             mod_blocks = [mod_blocks]
         adatas = [_block(modality, i, b) for i, b in enumerate(mod_blocks)]
         mods[modality] = adatas if len(adatas) > 1 else adatas[0]
-    obs = obs.copy()
-    if "cell" in obs.columns:
-        obs = obs.set_index("cell")
-    obs.index = obs.index.astype(str)
     return mosaic(mods, batch_key=batch_key, obs=obs)
 
 
