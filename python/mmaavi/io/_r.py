@@ -9,7 +9,7 @@ which turns an R error into a Python one carrying R's message.
 Conversions, all without a dense copy of a count matrix: a ``dgCMatrix`` arrives as a
 ``scipy.sparse.csc_matrix`` (anndata2ri's ``scipy2ri``) and goes back the same way; names as
 lists of str; a cell table column by column (``_rds.R``'s ``column()``), so that R's NA stays
-missing in pandas.
+missing in pandas and character columns become categoricals in R's sort order.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ class RSession:
         env = ro.r["new.env"]()
         ro.r["sys.source"](str(files("mmaavi.io").joinpath("_rds.R")), envir=env)
         self.env = env
+        with self.quiet():
+            # anndata2ri attaches Matrix on its first conversion, with warnings about empty
+            # site libraries: have that happen here, silently
+            self.r_sparse(sp.csc_matrix((1, 1)))
+            ro.r("invisible(warnings())")
 
     # ------------------------------------------------------------------ calling R
 
@@ -109,10 +114,10 @@ class RSession:
         columns = self.item(value, "columns")
         out = {}
         for name in list(columns.names) if columns.names is not self.ro.NULL else []:
-            out[str(name)] = self._column(columns.rx2(name), len(cells))
+            out[str(name)] = self._column(columns.rx2(name))
         return pd.DataFrame(out, index=cells)
 
-    def _column(self, spec: Any, n: int) -> Any:
+    def _column(self, spec: Any) -> Any:
         kind = str(spec.rx2("type")[0])
         if kind == "factor":
             codes = self.array(spec.rx2("codes")).astype(np.int64)
@@ -131,9 +136,7 @@ class RSession:
                 return values.astype(np.int64)
             values[na] = np.nan
             return values
-        values = np.asarray(self.strings(spec.rx2("values")), dtype=object)
-        values[na] = None
-        return values
+        raise RCallError(f"unexpected column type {kind!r} from _rds.R.")
 
     # ------------------------------------------------------------------ Python -> R
 

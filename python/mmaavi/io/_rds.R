@@ -79,17 +79,18 @@ counts_of <- function(object, kind, name, main, assay_type) {
 }
 
 # The cell table (meta.data / colData) column by column, in forms Python reads without loss:
-# factors as 0-based codes (-1 = NA) and levels, character and logical with an NA mask,
-# integers and doubles as doubles with an NA mask; anything else as character.
+# factors as 0-based codes (-1 = NA) and levels; character columns likewise, as factor() makes
+# them (levels in R's sort order, which is how RunMMAAVI() orders batches and labels);
+# logicals, integers and doubles with an NA mask; anything else as character.
 cell_table <- function(object, kind) {
   table <- if (kind == "seurat") object[[]] else SummarizedExperiment::colData(object)
   columns <- lapply(stats::setNames(colnames(table), colnames(table)), function(name) {
-    column(table[[name]])
+    column(table[[name]], ncol(object))
   })
   list(cells = colnames(object), columns = columns)
 }
 
-column <- function(v) {
+column <- function(v, n) {
   if (is.factor(v)) {
     codes <- as.integer(v) - 1L
     codes[is.na(codes)] <- -1L
@@ -101,11 +102,9 @@ column <- function(v) {
   if (is.integer(v) || is.double(v)) {
     return(list(type = if (is.integer(v)) "integer" else "double", values = as.double(v), na = is.na(v)))
   }
-  values <- if (is.character(v)) v else tryCatch(as.character(v), error = function(e) rep(NA_character_, length(v)))
-  if (length(values) != NROW(v)) values <- rep(NA_character_, NROW(v))
-  na <- is.na(values)
-  values[na] <- ""
-  list(type = "character", values = values, na = na)
+  values <- if (is.character(v)) v else tryCatch(as.character(v), error = function(e) NULL)
+  if (length(values) != n) values <- rep(NA_character_, n)
+  column(factor(values), n)
 }
 
 # Sorted distinct values as R sorts them (the order R's factor() gives RunMMAAVI's batches).
