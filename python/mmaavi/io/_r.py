@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -175,6 +177,13 @@ class RSession:
         return self.ro.r["list"](**items) if items else self.ro.r["list"]()
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
+
+
 def _check_r_home() -> None:
     """Refuse early what would make R abort this process or rpy2 fail obscurely."""
     r_home = os.environ.get("R_HOME")
@@ -195,14 +204,12 @@ def _check_r_home() -> None:
 def session() -> RSession:
     """The R session of this process (R is started once; it cannot be restarted)."""
     for module in ("rpy2", "anndata2ri"):
-        try:
-            __import__(module)
-        except ImportError as err:
+        if not _installed(module):
             raise RNotAvailableError(
                 f"reading and writing R objects needs the Python package {module}, which is not "
-                f"installed ({err}). {INSTALL_HINT}"
-            ) from None
-    _check_r_home()
+                f"installed. {INSTALL_HINT}"
+            )
+    _check_r_home()  # before importing them: both start R on import
     try:
         return RSession()
     except RNotAvailableError:
