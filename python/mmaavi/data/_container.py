@@ -1,10 +1,16 @@
 """The model's view of a mosaic: :class:`MosaicData`, built and validated by :func:`setup_mosaic`.
 
-``MosaicData`` keeps one CSR count matrix per modality in the global cell order (empty rows for
+``MosaicData`` keeps one count matrix per modality in the global cell order (empty rows for
 cells without the modality), the cell x modality observation mask, block / measured-feature masks,
 integer codes for batch, adversarial target and labels, and the fitted encoder-input transforms.
 :meth:`MosaicData.minibatch` slices all of it in bulk into the ``dict[str, Tensor]`` of
 :mod:`mmaavi._constants`.
+
+A count matrix is either a CSR in memory or, for a backed AnnData / MuData whose counts are
+stored as CSR on disk, a :class:`~mmaavi.data._counts.BackedCounts` that reads the rows a
+minibatch needs from the file (out-of-core). Both answer ``counts[rows]`` with the same float32
+CSR, and everything else (transforms, minibatches) is one code path, so the same cells give the
+same tensors to the bit either way.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from mmaavi import _constants as K
+from mmaavi.data._counts import BackedCounts, CountMatrix, is_backed_csr
 from mmaavi.data._mosaic import BLOCK_KEY, MEASURED_KEY
 from mmaavi.data._transforms import Embedding, Log1pNorm, resolve_transform
 from mmaavi.data._validate import (
@@ -32,6 +39,7 @@ from mmaavi.data._validate import (
     examples,
     log_empty_features,
     missing_column_error,
+    scan_counts,
     to_csr_float32,
     warn_empty_cells,
 )
@@ -54,7 +62,8 @@ class MosaicData:
     var_names
         Modality -> feature names.
     counts
-        Modality -> float32 CSR (n_cells, n_features_m) raw counts; empty rows for cells without m.
+        Modality -> (n_cells, n_features_m) raw counts, empty rows for cells without m: a float32
+        CSR in memory, or a :class:`~mmaavi.data._counts.BackedCounts` reading them from disk.
     obs_mask
         Bool (n_cells, n_modalities): which cell observed which modality.
     block
@@ -79,7 +88,7 @@ class MosaicData:
     obs_names: pd.Index
     modalities: tuple[str, ...]
     var_names: dict[str, pd.Index]
-    counts: dict[str, sp.csr_matrix]
+    counts: dict[str, CountMatrix]
     obs_mask: np.ndarray
     block: dict[str, np.ndarray]
     block_measured: dict[str, np.ndarray | None]
@@ -105,6 +114,16 @@ class MosaicData:
         """Number of batches."""
         return len(self.batch_categories)
 
+    @property
+    def backed_modalities(self) -> tuple[str, ...]:
+        """Modalities whose counts are read from disk on demand (out-of-core)."""
+        return tuple(m for m in self.modalities if isinstance(self.counts[m], BackedCounts))
+
+    def close(self) -> None:
+        """Close the files of backed modalities (the data can no longer be read)."""
+        for m in self.backed_modalities:
+            self.counts[m].close()
+
     def n_features(self, modality: str) -> int:
         """Number of features of ``modality`` (decoder output width)."""
         return len(self.var_names[self._check_modality(modality)])
@@ -121,21 +140,25 @@ class MosaicData:
         j = self.modalities.index(self._check_modality(modality))
         return np.unique(self.batch[self.obs_mask[:, j]])
 
-    def minibatch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+    def minibatch(self, idx: np.ndarray, *, targets: bool = True) -> dict[str, torch.Tensor]:
         """Tensors of the cells ``idx`` (positions in ``obs_names``), keyed as in ``_constants``.
 
         Parameters
         ----------
         idx
             Int array (batch_size,) of cell positions.
+        targets
+            Include the dense raw counts ``x/<m>`` (the reconstruction targets). Encoding needs
+            only the encoder inputs; leaving the counts out saves one dense
+            (batch_size, n_features_m) array per modality.
 
         Returns
         -------
         dict
-            ``x/<m>`` dense float32 raw counts (zero rows for cells lacking m), ``enc/<m>`` float32
-            encoder input, ``fmask/<m>`` bool measured-feature mask (only for modalities with
-            unmeasured features; all False for cells lacking m), ``obs_mask``, ``batch``, ``adv``,
-            ``label``, ``index``.
+            ``x/<m>`` dense float32 raw counts (zero rows for cells lacking m; with
+            ``targets``), ``enc/<m>`` float32 encoder input, ``fmask/<m>`` bool measured-feature
+            mask (only for modalities with unmeasured features; all False for cells lacking m),
+            ``obs_mask``, ``batch``, ``adv``, ``label``, ``index``.
         """
         idx = np.asarray(idx)
         if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
@@ -148,16 +171,17 @@ class MosaicData:
         obs_mask = self.obs_mask[idx]
         out: dict[str, torch.Tensor] = {}
         for j, m in enumerate(self.modalities):
-            x = torch.from_numpy(self.counts[m][idx].toarray())
+            rows = self.counts[m][idx]
             fmask = None
             measured = self.block_measured[m]
             if measured is not None:
                 padded = np.vstack([measured, np.zeros((1, measured.shape[1]), dtype=bool)])
                 fmask = padded[self.block[m][idx]]  # block -1 picks the all-False padding row
                 out[K.mod_key(K.FMASK, m)] = torch.from_numpy(fmask)
-            out[K.mod_key(K.X, m)] = x
+            if targets:
+                out[K.mod_key(K.X, m)] = torch.from_numpy(rows.toarray())
             out[K.mod_key(K.ENC, m)] = self.transforms[m].encode(
-                x, idx, batch, obs_mask[:, j], fmask
+                rows, idx, batch, obs_mask[:, j], fmask
             )
         out[K.OBS_MASK] = torch.from_numpy(obs_mask)
         out[K.BATCH] = torch.from_numpy(batch)
@@ -184,6 +208,7 @@ def setup_mosaic(
     likelihoods: Mapping[str, str] | None = None,
     transform: str | Mapping[str, str] = "log1p_norm",
     n_components_lsi: int = 100,
+    backed: bool | None = None,
 ) -> MosaicData:
     """Validate a mosaic MuData and build the arrays the model trains on.
 
@@ -211,6 +236,13 @@ def setup_mosaic(
         data, PCA otherwise; see :func:`~mmaavi.data._transforms.resolve_transform`).
     n_components_lsi
         Components of ``lsi`` / ``pca`` [100], clipped to ``min(n_cells_m - 1, n_features_m - 1)``.
+    backed
+        Where the counts live. ``None`` (default): a modality whose AnnData is backed
+        (``mudata.read_h5mu(path, backed=True)``, ``anndata.read_h5ad(path, backed="r")``) with
+        counts stored as CSR stays on disk and minibatches read its rows from the file; any other
+        modality is loaded. ``True``: every modality must be so (an error says which is not).
+        ``False``: everything is loaded into memory. Counts on disk and in memory give the same
+        minibatches for the same cells.
 
     Returns
     -------
@@ -227,7 +259,8 @@ def setup_mosaic(
     accepts and reports:
 
     - counts as dense or sparse matrices of any numeric or bool dtype, and backed AnnData
-      (converted to float32 CSR in row chunks; the input is never modified);
+      (converted to float32 CSR in row chunks, or left on disk, see ``backed``; the input is
+      never modified);
     - cells with zero total counts in a modality they measured: kept, with a ``UserWarning``
       giving their number;
     - features with zero counts in every cell: kept (feature order, guidance graph and saved
@@ -258,13 +291,15 @@ def setup_mosaic(
         raise TypeError(
             f"transform: expected a str or a dict modality -> str, found {type(transform).__name__}."
         )
+    if backed not in (None, True, False):
+        raise TypeError(f"backed: expected None, True or False, found {backed!r}.")
     if not isinstance(n_components_lsi, (int, np.integer)) or n_components_lsi < 1:
         raise ValueError(
             f"n_components_lsi must be a positive integer, found {n_components_lsi!r}."
         )
 
     obs_mask = np.zeros((n_cells, len(modalities)), dtype=bool)
-    counts: dict[str, sp.csr_matrix] = {}
+    counts: dict[str, CountMatrix] = {}
     block: dict[str, np.ndarray] = {}
     block_measured: dict[str, np.ndarray | None] = {}
     for j, m in enumerate(modalities):
@@ -282,11 +317,15 @@ def setup_mosaic(
             )
         check_unique(adata.var_names, "feature", where)
         obs_mask[pos, j] = True
-        x = to_csr_float32(adata.X, where)
-        check_values(x, likelihoods[m], m)
-        warn_empty_cells(x, adata.obs_names, m)
-        log_empty_features(x, adata.var_names, m)
-        counts[m] = _scatter_rows(x, pos, n_cells)
+        if _on_disk(adata, backed, where):
+            counts[m] = BackedCounts(adata.filename, adata.X.group.name, pos, n_cells)
+            scan_counts(counts[m], pos, adata, likelihoods[m], m)
+        else:
+            x = to_csr_float32(adata.X, where)
+            check_values(x, likelihoods[m], m)
+            warn_empty_cells(x, adata.obs_names, m)
+            log_empty_features(x, adata.var_names, m)
+            counts[m] = _scatter_rows(x, pos, n_cells)
         block[m], block_measured[m] = _blocks(adata, pos, n_cells, m)
 
     empty = ~obs_mask.any(axis=1)
@@ -355,6 +394,11 @@ def setup_mosaic(
         adversarial_key=adversarial_key,
         label_key=label_key,
     )
+    if data.backed_modalities:
+        logger.info(
+            "setup_mosaic: counts of %s stay on disk (read per minibatch)",
+            ", ".join(data.backed_modalities),
+        )
     logger.info(
         "setup_mosaic: %d cells, %d batches; %s",
         n_cells,
@@ -393,6 +437,35 @@ def _check_likelihoods(
                 f"{lik!r}."
             )
     return out
+
+
+def _on_disk(adata: object, backed: bool | None, where: str) -> bool:
+    """Whether a modality's counts stay on disk (``backed`` as in :func:`setup_mosaic`)."""
+    if backed is False:
+        return False
+    x = getattr(adata, "X", None)
+    if getattr(adata, "isbacked", False) and is_backed_csr(x):
+        return True
+    if backed is None:
+        return False
+    if not getattr(adata, "isbacked", False):
+        found = "an AnnData in memory"
+        fix = (
+            "write it to disk and read it back backed, e.g. mdata.write('data.h5mu'); "
+            "mdata = mudata.read_h5mu('data.h5mu', backed=True)"
+        )
+    else:
+        kind = getattr(x, "format", None) or type(x).__name__
+        found = f"a backed AnnData whose counts are stored as {kind}, not CSR"
+        fix = (
+            "rewrite the file with CSR counts: adata = adata.to_memory(); adata.X = "
+            "scipy.sparse.csr_matrix(adata.X); adata.write_h5ad(path)"
+        )
+    raise ValueError(
+        f"{where}: backed=True needs counts stored on disk as CSR (a backed AnnData read with "
+        f"anndata.read_h5ad(path, backed='r') or mudata.read_h5mu(path, backed=True)); found "
+        f"{found}. Either {fix}, or pass backed=None to load such modalities into memory."
+    )
 
 
 def _scatter_rows(x: sp.csr_matrix, pos: np.ndarray, n_rows: int) -> sp.csr_matrix:

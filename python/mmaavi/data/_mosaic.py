@@ -48,6 +48,7 @@ def mosaic(
     batch_key: str = "batch",
     *,
     obs: pd.DataFrame | None = None,
+    backed: bool = False,
 ) -> mudata.MuData:
     """Combine per-modality AnnData objects into one mosaic MuData.
 
@@ -65,6 +66,12 @@ def mosaic(
     obs
         Optional table indexed by cell name supplying ``batch_key`` (and any other columns, e.g.
         labels) instead of reading them from each AnnData; it must cover every cell.
+    backed
+        Keep the counts on disk: every modality must then be one AnnData read with
+        ``anndata.read_h5ad(path, backed="r")`` whose counts are stored as CSR, and the result
+        holds those backed AnnData objects as they are (nothing is loaded or copied; models
+        built on it read minibatches from the files). ``False`` (default): the counts are copied
+        into memory as float32 CSR.
 
     Returns
     -------
@@ -94,7 +101,11 @@ def mosaic(
     mods: dict[str, AnnData] = {}
     cell_tables: dict[str, pd.DataFrame] = {}
     for name, mod_blocks in blocks.items():
-        mods[name], cell_tables[name] = _combine_blocks(name, mod_blocks, batch_key, obs)
+        if backed:
+            mods[name] = _backed_block(name, mod_blocks)
+            cell_tables[name] = _cell_table(name, mod_blocks, batch_key, obs)
+        else:
+            mods[name], cell_tables[name] = _combine_blocks(name, mod_blocks, batch_key, obs)
     _check_batches(cell_tables, batch_key)
     global_obs = _global_obs(cell_tables, batch_key, obs)
     with mudata.set_options(pull_on_update=False), warnings.catch_warnings():
@@ -234,6 +245,40 @@ def _combine_blocks(
             len(features),
         )
 
+    return adata, _cell_table(name, blocks, batch_key, obs)
+
+
+def _backed_block(name: str, blocks: list[AnnData]) -> AnnData:
+    """The one backed, CSR-on-disk AnnData of a modality (``mosaic(..., backed=True)``)."""
+    from mmaavi.data._counts import is_backed_csr
+
+    if len(blocks) > 1:
+        raise ValueError(
+            f"modality {name!r}: backed=True takes one AnnData per modality, found {len(blocks)} "
+            "blocks. Combine the blocks in memory once and write them to disk: "
+            "mmaavi.data.mosaic({...}).write('mosaic.h5mu'), then read it with "
+            "mudata.read_h5mu('mosaic.h5mu', backed=True)."
+        )
+    block = blocks[0]
+    if not block.isbacked or not is_backed_csr(block.X):
+        found = (
+            "an AnnData in memory"
+            if not block.isbacked
+            else f"counts stored as {getattr(block.X, 'format', None) or type(block.X).__name__}"
+        )
+        raise ValueError(
+            f"modality {name!r}: backed=True needs an AnnData read with "
+            f"anndata.read_h5ad(path, backed='r') whose counts are stored as CSR; found {found}. "
+            "Write it with CSR counts (adata.X = scipy.sparse.csr_matrix(adata.X); "
+            "adata.write_h5ad(path)) and read it back backed, or leave backed=False."
+        )
+    return block
+
+
+def _cell_table(
+    name: str, blocks: list[AnnData], batch_key: str, obs: pd.DataFrame | None
+) -> pd.DataFrame:
+    """A modality's cell table: the blocks' ``obs``, with ``batch_key`` from ``obs`` if given."""
     tables = []
     for i, block in enumerate(blocks):
         where = f"modality {name!r}" + (f", block {i}" if len(blocks) > 1 else "")
@@ -248,7 +293,7 @@ def _combine_blocks(
             table[batch_key] = obs.loc[block.obs_names, batch_key].to_numpy()
         check_no_missing(table[batch_key], batch_key, where)
         tables.append(table)
-    return adata, _first_wins(tables)
+    return _first_wins(tables)
 
 
 def _first_wins(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -6,7 +6,7 @@ observed the modality:
 - ``log1p_norm`` (:class:`Log1pNorm`, default): ``(log1p(x) - mean[b, f]) / std[b, f]`` with the mean
   and standard deviation of ``log1p`` counts of feature ``f`` over the cells of batch ``b`` that
   measured it. Only the ``(n_batches, F)`` statistics are stored; the input is computed on the fly
-  from each minibatch's dense counts. Unmeasured features and unobserved cells give 0. For a
+  from each minibatch's sparse counts. Unmeasured features and unobserved cells give 0. For a
   modality with the ``"normal"`` likelihood (values that need not be counts, possibly negative)
   ``log1p`` is skipped and the values themselves are z-scored.
 - ``lsi`` / ``pca`` (:class:`Embedding`): a low-dimensional embedding fitted on all cells having the
@@ -18,6 +18,13 @@ observed the modality:
   refused.
 
 ``transform="lsi_pca"`` picks ``lsi`` or ``pca`` per modality with :func:`resolve_transform`.
+
+Every fit is a few streaming passes over row chunks of the counts (:func:`~mmaavi.data._counts.
+row_chunks`), so it needs no more than a chunk of counts in memory and gives the same statistics,
+to the bit, for counts in memory and counts read from disk. The decomposition of ``lsi`` / ``pca``
+is exact (eigendecomposition of the ``F x F`` Gram matrix, accumulated chunk by chunk) up to
+:data:`GRAM_MAX_FEATURES` features, and a seeded randomized subspace iteration on the Gram
+operator (Halko, Martinsson & Tropp 2011, doi 10.1137/090771806) above it.
 """
 
 from __future__ import annotations
@@ -30,15 +37,20 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import LinearOperator, svds
+
+from mmaavi.data._counts import CountMatrix, row_chunks
 
 logger = logging.getLogger(__name__)
 
 TRANSFORMS: tuple[str, ...] = ("log1p_norm", "lsi_pca", "lsi", "pca")
 #: a standard deviation below this is treated as 0 (constant feature) and replaced by 1
 _STD_FLOOR = 1e-6
-#: matrices with at most this many entries are decomposed densely (exact, deterministic)
-DENSE_SVD_MAX_ENTRIES = 20_000_000
+#: up to this many features the decomposition is exact (the Gram matrix is held: 8 F^2 bytes)
+GRAM_MAX_FEATURES = 4096
+#: the randomized decomposition iterates (one pass over the counts each) until its top Ritz
+#: values change by less than this (relative to the largest), or this many passes
+RITZ_TOLERANCE = 1e-10
+MAX_POWER_ITERATIONS = 100
 _PEAK = re.compile(r"^[0-9A-Za-z_.]+[:\-_]\d+[\-_]\d+$")
 
 
@@ -76,7 +88,7 @@ def resolve_transform(
 
 
 class Log1pNorm:
-    """Per-batch z-score of ``log1p`` counts, computed on the fly from dense minibatch counts.
+    """Per-batch z-score of ``log1p`` counts, computed on the fly from sparse minibatch counts.
 
     Parameters
     ----------
@@ -95,6 +107,8 @@ class Log1pNorm:
         self.std = np.ascontiguousarray(std, dtype=np.float32)
         self._mean_t = torch.from_numpy(self.mean)
         self._std_t = torch.from_numpy(self.std)
+        # the input of a zero count, (0 - mean) / std: most entries of a minibatch
+        self._zero_t = torch.from_numpy(np.negative(self.mean) / self.std)
 
     @property
     def n_input(self) -> int:
@@ -104,7 +118,7 @@ class Log1pNorm:
     @classmethod
     def fit(
         cls,
-        counts: sp.csr_matrix,
+        counts: CountMatrix,
         observed: np.ndarray,
         batch: np.ndarray,
         n_batches: int,
@@ -112,12 +126,12 @@ class Log1pNorm:
         measured: np.ndarray | None,
         log1p: bool = True,
     ) -> Log1pNorm:
-        """Fit the statistics of one modality.
+        """Fit the statistics of one modality in one streaming pass.
 
         Parameters
         ----------
         counts
-            CSR (n_cells, n_features) raw counts.
+            (n_cells, n_features) raw counts (CSR, or counts on disk).
         observed
             Bool (n_cells,): cells that have the modality.
         batch
@@ -132,42 +146,59 @@ class Log1pNorm:
             Whether to take ``log1p`` of the values first.
         """
         n_features = counts.shape[1]
+        s1 = np.zeros((n_batches, n_features))
+        s2 = np.zeros((n_batches, n_features))
+        rows = np.flatnonzero(observed)
+        for part, x in row_chunks(counts, rows):
+            x = x.astype(np.float64)
+            if log1p:
+                x.data = np.log1p(x.data)
+            one_hot = sp.csr_matrix(
+                (np.ones(part.size), (batch[part], np.arange(part.size))),
+                shape=(n_batches, part.size),
+            )
+            s1 += (one_hot @ x).toarray()
+            x.data = x.data * x.data
+            s2 += (one_hot @ x).toarray()
+        if measured is None:
+            n = np.bincount(batch[rows], minlength=n_batches).astype(np.float64)[:, None]
+            n = np.broadcast_to(n, (n_batches, n_features))
+        else:
+            per_block = np.zeros((n_batches, measured.shape[0]))
+            np.add.at(per_block, (batch[rows], block[rows]), 1.0)
+            n = per_block @ measured.astype(np.float64)
         mean = np.zeros((n_batches, n_features))
         std = np.ones((n_batches, n_features))
-        for b in range(n_batches):
-            rows = np.flatnonzero(observed & (batch == b))
-            if rows.size == 0:
-                continue
-            logged = counts[rows].astype(np.float64)
-            if log1p:
-                logged.data = np.log1p(logged.data)
-            s1 = np.asarray(logged.sum(axis=0)).ravel()
-            s2 = np.asarray(logged.multiply(logged).sum(axis=0)).ravel()
-            if measured is None:
-                n = np.full(n_features, float(rows.size))
-            else:
-                per_block = np.bincount(block[rows], minlength=measured.shape[0])
-                n = per_block @ measured.astype(np.float64)
-            has = n > 0
-            mean[b, has] = s1[has] / n[has]
-            sd = np.sqrt(np.clip(s2[has] / n[has] - mean[b, has] ** 2, 0.0, None))
-            std[b, has] = np.where(sd < _STD_FLOOR, 1.0, sd)
+        has = n > 0
+        mean[has] = s1[has] / n[has]
+        sd = np.sqrt(np.clip(s2[has] / n[has] - mean[has] ** 2, 0.0, None))
+        std[has] = np.where(sd < _STD_FLOOR, 1.0, sd)
         return cls(mean, std, log1p)
 
     def encode(
         self,
-        x: torch.Tensor,
+        counts: sp.csr_matrix,
         idx: np.ndarray,
         batch: np.ndarray,
         observed: np.ndarray,
         fmask: np.ndarray | None,
     ) -> torch.Tensor:
-        """Encoder input (len(idx), n_features) float32 from dense raw counts ``x``."""
-        b = torch.from_numpy(batch)
-        values = torch.log1p(x) if self.log1p else x
-        enc = (values - self._mean_t[b]) / self._std_t[b]
-        keep = torch.from_numpy(fmask if fmask is not None else observed[:, None])
-        return torch.where(keep, enc, torch.zeros((), dtype=enc.dtype))
+        """Encoder input (len(idx), n_features) float32 from the cells' sparse raw counts.
+
+        One dense array is built (the zero-count input of each cell's batch); only the stored
+        entries are then computed, so no dense copy of the counts is needed.
+        """
+        b = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.int64))
+        enc = self._zero_t.index_select(0, b)
+        if counts.nnz:
+            r = torch.from_numpy(np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr)))
+            c = torch.from_numpy(counts.indices.astype(np.int64))
+            values = torch.from_numpy(counts.data)
+            values = torch.log1p(values) if self.log1p else values
+            br = b[r]
+            enc[r, c] = (values - self._mean_t[br, c]) / self._std_t[br, c]
+        keep = fmask if fmask is not None else np.asarray(observed)[:, None]
+        return enc.masked_fill_(torch.from_numpy(~keep), 0.0)
 
 
 class Embedding:
@@ -194,7 +225,7 @@ class Embedding:
     def fit(
         cls,
         name: str,
-        counts: sp.csr_matrix,
+        counts: CountMatrix,
         observed: np.ndarray,
         batch: np.ndarray,
         n_batches: int,
@@ -214,22 +245,21 @@ class Embedding:
                 "'normal'. Use transform 'pca' or 'log1p_norm' for this modality."
             )
         rows = np.flatnonzero(observed)
-        x = counts[rows]
-        if measured is not None:
-            x = x[:, np.flatnonzero(measured.all(axis=0))]
-        k = min(n_components, x.shape[0] - 1, x.shape[1] - 1)
+        cols = None if measured is None else np.flatnonzero(measured.all(axis=0))
+        n_used = counts.shape[1] if cols is None else cols.size
+        k = min(n_components, rows.size - 1, n_used - 1)
         if k < 1:
             raise ValueError(
                 f"transform {name!r} for modality {modality!r} needs at least 2 cells and 2 "
-                f"features measured by every block, found {x.shape[0]} cells x {x.shape[1]} "
+                f"features measured by every block, found {rows.size} cells x {n_used} "
                 "features. Use transform='log1p_norm' for this modality."
             )
         if k < n_components:
             logger.info("modality %r: %s with %d components (clipped)", modality, name, k)
+        operator = _Normalised(counts, rows, cols, name, counts_like)
+        emb = _top_components(operator, k)
         if name == "lsi":
-            emb = _lsi(x, k)
-        else:
-            emb = _pca(x, k, normalise=counts_like)
+            emb = _zscore(emb, axis=1)
         emb = _standardise_per_batch(emb, batch[rows], n_batches)
         values = np.zeros((counts.shape[0], k), dtype=np.float32)
         values[rows] = emb
@@ -237,7 +267,7 @@ class Embedding:
 
     def encode(
         self,
-        x: torch.Tensor,
+        counts: sp.csr_matrix,
         idx: np.ndarray,
         batch: np.ndarray,
         observed: np.ndarray,
@@ -247,75 +277,144 @@ class Embedding:
         return torch.from_numpy(self.values[idx])
 
 
-def _lsi(x: sp.csr_matrix, k: int) -> np.ndarray:
-    """TF-IDF -> log1p(1e4 * tf-idf) -> truncated SVD -> per-cell standardisation."""
-    x = x.astype(np.float64)
-    depth = np.asarray(x.sum(axis=1)).ravel()
-    idf = x.shape[0] / (1.0 + np.asarray(x.sum(axis=0)).ravel())
-    inv_depth = np.divide(1.0, depth, out=np.zeros_like(depth), where=depth > 0)
-    tfidf = sp.csr_matrix(sp.diags(inv_depth) @ x @ sp.diags(idf))
-    tfidf.data = np.log1p(1e4 * tfidf.data)
-    emb = _svd(tfidf, np.zeros(x.shape[1]), np.ones(x.shape[1]), k)
-    return _zscore(emb, axis=1)
+class _Normalised:
+    """The normalised matrix ``T = (g(X) - center) / scale`` of LSI or PCA, streamed by chunks.
 
-
-def _pca(x: sp.csr_matrix, k: int, normalise: bool = True) -> np.ndarray:
-    """Normalise to the median library size -> log1p -> per-feature z-score -> PCA.
-
-    ``normalise=False`` skips the first two steps.
+    ``g`` is row-local (TF-IDF then ``log1p(1e4 x)`` for LSI; median-library normalisation then
+    ``log1p`` for PCA), so ``T`` is never formed: :meth:`chunks` yields ``g`` of each row chunk
+    as a sparse float64 matrix, and ``center`` / ``scale`` are applied in the products.
     """
-    logged = x.astype(np.float64)
-    if normalise:
-        depth = np.asarray(logged.sum(axis=1)).ravel()
-        target = np.median(depth[depth > 0]) if (depth > 0).any() else 1.0
-        scale = np.divide(target, depth, out=np.zeros_like(depth), where=depth > 0)
-        logged = sp.csr_matrix(sp.diags(scale) @ logged)
-        logged.data = np.log1p(logged.data)
-    mean = np.asarray(logged.mean(axis=0)).ravel()
-    sq = np.asarray(logged.multiply(logged).mean(axis=0)).ravel()
-    sd = np.sqrt(np.clip(sq - mean**2, 0.0, None))
-    sd = np.where(sd < _STD_FLOOR, 1.0, sd)
-    return _svd(logged, mean, sd, k)
+
+    def __init__(
+        self,
+        counts: CountMatrix,
+        rows: np.ndarray,
+        cols: np.ndarray | None,
+        name: str,
+        counts_like: bool,
+    ) -> None:
+        self.counts, self.rows, self.cols = counts, rows, cols
+        self.n_features = counts.shape[1] if cols is None else cols.size
+        depth = np.empty(rows.size)
+        col_sums = np.zeros(self.n_features)
+        offset = 0
+        for x in self._raw():
+            depth[offset : offset + x.shape[0]] = np.asarray(x.sum(axis=1)).ravel()
+            col_sums += np.asarray(x.sum(axis=0)).ravel()
+            offset += x.shape[0]
+        self._col_factor: np.ndarray | None = None
+        self._log_factor = 1.0
+        self._log = counts_like
+        if name == "lsi":
+            self._row_factor = np.divide(1.0, depth, out=np.zeros_like(depth), where=depth > 0)
+            self._col_factor = rows.size / (1.0 + col_sums)  # idf
+            self._log_factor = 1e4
+            self.center = np.zeros(self.n_features)
+            self.scale = np.ones(self.n_features)
+            return
+        if counts_like:
+            target = np.median(depth[depth > 0]) if (depth > 0).any() else 1.0
+            self._row_factor = np.divide(target, depth, out=np.zeros_like(depth), where=depth > 0)
+        else:
+            self._row_factor = None
+        s1 = np.zeros(self.n_features)
+        s2 = np.zeros(self.n_features)
+        for x in self.chunks():
+            s1 += np.asarray(x.sum(axis=0)).ravel()
+            s2 += np.asarray(x.multiply(x).sum(axis=0)).ravel()
+        mean = s1 / rows.size
+        sd = np.sqrt(np.clip(s2 / rows.size - mean**2, 0.0, None))
+        self.center = mean
+        self.scale = np.where(sd < _STD_FLOOR, 1.0, sd)
+
+    @property
+    def n_rows(self) -> int:
+        return self.rows.size
+
+    def _raw(self):
+        for _, x in row_chunks(self.counts, self.rows):
+            x = x.astype(np.float64)
+            yield x if self.cols is None else x[:, self.cols]
+
+    def chunks(self):
+        """``g`` of each row chunk, sparse float64, in the order of ``rows``."""
+        offset = 0
+        for x in self._raw():
+            n = x.shape[0]
+            if self._row_factor is not None:
+                x = sp.csr_matrix(sp.diags(self._row_factor[offset : offset + n]) @ x)
+            if self._col_factor is not None:
+                x = sp.csr_matrix(x @ sp.diags(self._col_factor))
+            if self._log:
+                x.data = np.log1p(self._log_factor * x.data)
+            offset += n
+            yield x
+
+    def times(self, x: sp.csr_matrix, m: np.ndarray) -> np.ndarray:
+        """``T_chunk @ m`` for the chunk ``g(X_chunk) = x`` and a dense (n_features, l) ``m``."""
+        m_scaled = m / self.scale[:, None]
+        return x @ m_scaled - (self.center @ m_scaled)[None, :]
+
+    def gram_times(self, m: np.ndarray) -> np.ndarray:
+        """``T^T T m`` in one pass."""
+        out = np.zeros_like(m)
+        for x in self.chunks():
+            y = self.times(x, m)
+            out += (x.T @ y - np.outer(self.center, y.sum(axis=0))) / self.scale[:, None]
+        return out
+
+    def gram(self) -> np.ndarray:
+        """``T^T T`` (n_features, n_features), exact, in one pass."""
+        xtx = np.zeros((self.n_features, self.n_features))
+        sums = np.zeros(self.n_features)
+        for x in self.chunks():
+            xtx += (x.T @ x).toarray()
+            sums += np.asarray(x.sum(axis=0)).ravel()
+        c = self.center
+        g = xtx - np.outer(c, sums) - np.outer(sums, c) + self.n_rows * np.outer(c, c)
+        return g / np.outer(self.scale, self.scale)
 
 
-def _svd(x: sp.csr_matrix, center: np.ndarray, scale: np.ndarray, k: int) -> np.ndarray:
-    """Top-``k`` left singular vectors times singular values of ``(x - center) / scale``.
+def _top_components(op: _Normalised, k: int) -> np.ndarray:
+    """The top-``k`` principal coordinates ``T V`` (left singular vectors times values) of ``T``.
 
-    Exact dense SVD for small matrices; otherwise ARPACK on an implicit (never densified) operator
-    with a fixed start vector. Signs are fixed so that each component's largest-magnitude entry is
+    ``V`` (right singular vectors) comes from the exact Gram matrix up to
+    :data:`GRAM_MAX_FEATURES` features, else from a randomized subspace iteration with ``3k``
+    (at least ``k + 20``) vectors and a fixed seed, with a Rayleigh-Ritz step after every
+    iteration, until the top-``k`` Ritz values settle (:data:`RITZ_TOLERANCE`). Each column's sign is fixed so that its largest-magnitude loading is
     positive, which makes the result deterministic.
     """
-    n, f = x.shape
-    if n * f <= DENSE_SVD_MAX_ENTRIES:
-        dense = (x.toarray() - center) / scale
-        u, s, _ = np.linalg.svd(dense, full_matrices=False)
-        u, s = u[:, :k], s[:k]
+    f = op.n_features
+    if f <= GRAM_MAX_FEATURES:
+        _, vectors = np.linalg.eigh(op.gram())
+        v = vectors[:, ::-1][:, :k]
     else:
-        shift = center / scale
-
-        def matvec(v: np.ndarray) -> np.ndarray:
-            v = np.asarray(v).reshape(f, -1) / scale[:, None]
-            return x @ v - shift @ (v * scale[:, None])
-
-        def rmatvec(u_: np.ndarray) -> np.ndarray:
-            u_ = np.asarray(u_).reshape(n, -1)
-            return (x.T @ u_) / scale[:, None] - np.outer(shift, u_.sum(axis=0))
-
-        op = LinearOperator(
-            (n, f),
-            matvec=matvec,
-            rmatvec=rmatvec,
-            matmat=matvec,
-            rmatmat=rmatvec,
-            dtype=np.float64,
-        )
-        v0 = np.random.default_rng(0).standard_normal(min(n, f))
-        u, s, _ = svds(op, k=k, v0=v0, solver="arpack")
-        order = np.argsort(s)[::-1]
-        u, s = u[:, order], s[order]
-    signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
+        width = min(f, max(3 * k, k + 20))
+        q = np.linalg.qr(np.random.default_rng(0).standard_normal((f, width)))[0]
+        previous, passes = None, 0
+        while True:
+            z = op.gram_times(q)
+            passes += 1
+            values, w = np.linalg.eigh(_symmetric(q.T @ z))
+            values = values[::-1][:k]
+            settled = previous is not None and np.all(
+                np.abs(values - previous) <= RITZ_TOLERANCE * np.abs(values[0])
+            )
+            if settled or passes == MAX_POWER_ITERATIONS:
+                break
+            previous = values
+            q = np.linalg.qr(z)[0]
+        logger.info("randomized decomposition: %d passes, %d vectors", passes, width)
+        v = q @ w[:, ::-1][:, :k]
+    top = np.abs(v).argmax(axis=0)
+    signs = np.sign(v[top, np.arange(k)])
     signs[signs == 0] = 1.0
-    return u * (s * signs)
+    v = v * signs
+    return np.vstack([op.times(x, v) for x in op.chunks()])
+
+
+def _symmetric(m: np.ndarray) -> np.ndarray:
+    return (m + m.T) / 2
 
 
 def _zscore(values: np.ndarray, axis: int) -> np.ndarray:

@@ -191,19 +191,27 @@ def warn_empty_cells(x: sp.csr_matrix, obs_names: pd.Index, modality: str) -> in
     ``obs_names``). Such cells are kept: the observation mask, not the counts, says what was
     measured, and their likelihood term is that of an empty library.
     """
+    return _warn_empty_cells(_empty_rows(x), obs_names, modality)
+
+
+def _empty_rows(x: sp.csr_matrix) -> np.ndarray:
     empty = np.diff(x.indptr) == 0
     if x.nnz:
         empty |= np.asarray(np.abs(x).sum(axis=1)).ravel() == 0
+    return empty
+
+
+def _warn_empty_cells(empty: np.ndarray, obs_names: pd.Index, modality: str) -> int:
     n = int(empty.sum())
     if n:
         warnings.warn(
-            f"Modality {modality!r}: {n} of {x.shape[0]} cells that measured it have zero total "
+            f"Modality {modality!r}: {n} of {empty.size} cells that measured it have zero total "
             f"counts, e.g. {examples(obs_names[empty])}. They are kept and encoded from an empty "
             f"profile. If they did not really measure {modality!r}, remove them from "
             f"mdata.mod[{modality!r}] (they keep their other modalities); if they are empty "
             "droplets, filter them out before setup.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return n
 
@@ -216,16 +224,45 @@ def log_empty_features(x: sp.csr_matrix, var_names: pd.Index, modality: str) -> 
     """
     seen = np.zeros(x.shape[1], dtype=bool)
     seen[x.indices[x.data != 0]] = True
+    return _log_empty_features(seen, var_names, modality)
+
+
+def _log_empty_features(seen: np.ndarray, var_names: pd.Index, modality: str) -> int:
     n = int((~seen).sum())
     if n:
         logger.info(
             "Modality %r: %d of %d features have zero counts in every cell (kept), e.g. %s",
             modality,
             n,
-            x.shape[1],
+            seen.size,
             examples(var_names[~seen]),
         )
     return n
+
+
+def scan_counts(
+    counts, positions: np.ndarray, adata: AnnData, likelihood: str, modality: str
+) -> None:
+    """The checks of :func:`check_values`, :func:`warn_empty_cells` and
+    :func:`log_empty_features` in one streaming pass over counts kept on disk.
+
+    ``positions`` are the global positions of the cells of ``adata`` (in its order); the pass
+    reads them in chunks, so a value error names the values of the first chunk holding one.
+    """
+    from mmaavi.data._counts import row_chunks
+
+    order = np.argsort(positions, kind="stable")
+    rows = positions[order]
+    empty = np.zeros(rows.size, dtype=bool)
+    seen = np.zeros(counts.shape[1], dtype=bool)
+    offset = 0
+    for part, x in row_chunks(counts, rows):
+        check_values(x, likelihood, modality)
+        empty[offset : offset + part.size] = _empty_rows(x)
+        seen[x.indices[x.data != 0]] = True
+        offset += part.size
+    _warn_empty_cells(empty, pd.Index(adata.obs_names)[order], modality)
+    _log_empty_features(seen, pd.Index(adata.var_names), modality)
 
 
 def check_layout(

@@ -276,13 +276,27 @@ def test_obs_argument_supplies_batch(bmmc_inputs):
     assert data.n_batches == 2
 
 
-def test_sparse_svd_path_matches_dense(bmmc, monkeypatch):
+def test_randomized_decomposition_matches_the_exact_one(bmmc, monkeypatch):
     import mmaavi.data._transforms as transforms
 
-    dense = setup_mosaic(bmmc, transform={"adt": "pca", "atac": "lsi"}, n_components_lsi=10)
-    monkeypatch.setattr(transforms, "DENSE_SVD_MAX_ENTRIES", 0)
-    sparse = setup_mosaic(bmmc, transform={"adt": "pca", "atac": "lsi"}, n_components_lsi=10)
+    exact = setup_mosaic(bmmc, transform={"adt": "pca", "atac": "lsi"}, n_components_lsi=10)
+    monkeypatch.setattr(transforms, "GRAM_MAX_FEATURES", 0)
+    randomized = setup_mosaic(bmmc, transform={"adt": "pca", "atac": "lsi"}, n_components_lsi=10)
     for m in ("adt", "atac"):
         np.testing.assert_allclose(
-            sparse.transforms[m].values, dense.transforms[m].values, atol=2e-3
+            randomized.transforms[m].values, exact.transforms[m].values, atol=2e-3
         )
+
+
+def test_exact_decomposition_matches_a_dense_svd(bmmc):
+    """The streamed Gram eigendecomposition gives the principal coordinates of a dense SVD."""
+    from mmaavi.data._transforms import _Normalised, _top_components
+
+    data = setup_mosaic(bmmc)
+    rows = np.flatnonzero(data.obs_mask[:, data.modalities.index("adt")])
+    op = _Normalised(data.counts["adt"], rows, None, "pca", counts_like=True)
+    dense = (np.vstack([x.toarray() for x in op.chunks()]) - op.center) / op.scale
+    u, s, _ = np.linalg.svd(dense, full_matrices=False)
+    got = _top_components(op, 10)
+    # equal up to the sign of each column
+    np.testing.assert_allclose(np.abs(got), np.abs(u[:, :10] * s[:10]), atol=1e-8)
