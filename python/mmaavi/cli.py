@@ -33,19 +33,62 @@ def _load_mdata(args):
 
     from .data import mosaic
 
-    if args.h5mu and args.modality:
-        raise SystemExit("mmaavi: give either --h5mu or --modality, not both.")
+    given = [opt for opt, value in (("--h5mu", args.h5mu), ("--modality", args.modality),
+                                    ("--rds", args.rds)) if value]  # fmt: skip
+    if len(given) > 1:
+        raise SystemExit(f"mmaavi: give one input, --h5mu, --modality or --rds; found {given}.")
+    if args.assays and not args.rds:
+        raise SystemExit("mmaavi: --assays goes with --rds.")
+    if args.rds:
+        return _read_rds(args)
     if args.h5mu:
         return md.read_h5mu(args.h5mu)
     if not args.modality:
         raise SystemExit(
-            "mmaavi: no input; give --h5mu FILE or --modality NAME=FILE.h5ad (repeatable)."
+            "mmaavi: no input; give --h5mu FILE, --modality NAME=FILE.h5ad (repeatable) or "
+            "--rds FILE.rds."
         )
     mods = {}
     for name, paths in _parse_modalities(args.modality).items():
         blocks = [ad.read_h5ad(p) for p in paths]
         mods[name] = blocks if len(blocks) > 1 else blocks[0]
     return mosaic(mods, batch_key=args.batch_key)
+
+
+def _parse_assays(spec: str | None) -> dict[str, str] | None:
+    """``"rna=RNA,adt=ADT"`` -> {"rna": "RNA", "adt": "ADT"}."""
+    if spec is None:
+        return None
+    out = {}
+    for pair in spec.split(","):
+        name, sep, assay = pair.partition("=")
+        if not sep or not name or not assay or name in out:
+            raise SystemExit(
+                f"mmaavi: --assays expects MODALITY=ASSAY[,MODALITY=ASSAY...] with each modality "
+                f"once, e.g. rna=RNA,adt=ADT; found {spec!r}."
+            )
+        out[name] = assay
+    return out
+
+
+def _read_rds(args):
+    from .io import RNotAvailableError, read_rds
+
+    try:
+        return read_rds(args.rds, assays=_parse_assays(args.assays), batch=args.batch_key)
+    except (RNotAvailableError, FileNotFoundError, TypeError, ValueError) as err:
+        raise SystemExit(f"mmaavi: {err}") from None
+    except KeyError as err:
+        raise SystemExit(f"mmaavi: {err.args[0]}") from None
+
+
+def _rds_outputs(out: str) -> tuple[Path, Path]:
+    """With --rds: (the .rds to write, the folder for the other outputs). ``--out X.rds`` gives
+    X.rds and X/; ``--out DIR`` gives DIR/result.rds and DIR/."""
+    path = Path(out)
+    if path.suffix.lower() == ".rds":
+        return path, path.with_suffix("")
+    return path / "result.rds", path
 
 
 def _umap_png(z: np.ndarray, obs: pd.DataFrame, columns: list[str], path: Path, seed: int) -> None:
@@ -85,8 +128,11 @@ def _umap_png(z: np.ndarray, obs: pd.DataFrame, columns: list[str], path: Path, 
     plt.close(fig)
 
 
-def run_fit(mdata, args) -> dict:
-    """Train, then write the embedding, attention, history, model, UMAP and metrics to ``args.out``."""
+def run_fit(mdata, args):
+    """Train, then write the embedding, attention, history, model, UMAP and metrics to ``args.out``.
+
+    Returns the summary written to ``metrics.json`` and the trained model.
+    """
     from .metrics import integration_metrics, pca_baseline
     from .model import MMAAVI
 
@@ -123,7 +169,21 @@ def run_fit(mdata, args) -> dict:
             pca_baseline(mdata, seed=args.seed), labels, batches, seed=args.seed
         )
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    return summary, model
+
+
+def _write_rds(mdata, model, args, rds_file: Path) -> None:
+    """The input object with the results added (the R package's names), and the output folder
+    made a model directory the R package reads (``model/`` + ``data.h5mu``)."""
+    from . import _rbridge
+    from .io import _rds
+
+    folder = Path(args.out)
+    with _rbridge._quiet_io():
+        mdata.write(folder / _rbridge.DATA_FILE)
+    _rds._write(mdata, rds_file, None, model=model, base=args.rds, name=None, model_dir=None,
+                key="X_mmaavi", overwrite=True, saved_model_dir=folder)  # fmt: skip
+    print(f"mmaavi: {rds_file} written (the input object with the mmaavi results)")
 
 
 def run_differential(mdata, args) -> None:
@@ -166,6 +226,17 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="NAME=FILE.h5ad[,FILE2.h5ad]: one per modality, repeatable",
+    )
+    p.add_argument(
+        "--rds",
+        help="a Seurat or SingleCellExperiment .rds file, read with mmaavi.io.read_rds "
+        "(needs R: pip install 'mmaavi[r]'); --batch-key names its batch column",
+    )
+    p.add_argument(
+        "--assays",
+        default=None,
+        help="with --rds: MODALITY=ASSAY[,MODALITY=ASSAY...], e.g. rna=RNA,adt=ADT "
+        "[every assay with counts, named by its lower-cased name]",
     )
 
 
@@ -250,8 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "differential":
         run_differential(mdata, args)
         return 0
-    summary = run_fit(mdata, args)
+    rds_file = None
+    if args.rds:
+        rds_file, folder = _rds_outputs(args.out)
+        args.out = str(folder)
+    summary, model = run_fit(mdata, args)
     print(f"mmaavi: results written to {args.out}")
+    if rds_file is not None:
+        _write_rds(mdata, model, args, rds_file)
     if "mmaavi" in summary:
         for name in ("mmaavi", "pca_baseline"):
             scores = ", ".join(f"{k}={v:.3f}" for k, v in summary[name].items())
