@@ -6,7 +6,7 @@
 # The environment is a venv in .venv made with Debian's Python (/usr/bin/python3), so that R's
 # reticulate can later share it (see ../shared/docs/ENVIRONMENT.md). torch==2.13.0 goes in
 # first (a bare `torch` would pull a multi-GB CUDA build), then the package with its test
-# extras under constraints.txt (torch==2.13.0, numpy<2).
+# and R extras under constraints.txt (torch==2.13.0, numpy<2, rpy2<3.6).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -48,7 +48,7 @@ help:
 	@echo "make demo     install, then train on the bundled BMMC mosaic (writes $(DEMO_OUT)/)"
 	@echo "make test     install, then ruff check + format check + pytest + R CMD check (R package)"
 	@echo "make test-r   R CMD build (runs the vignettes) + R CMD check --no-manual of the R package"
-	@echo "make venv     create $(VENV) with $(PYTHON_SYS) and install mmaavi[test] (no-op when done)"
+	@echo "make venv     R (apt, if missing), then $(VENV) with $(PYTHON_SYS) and mmaavi[test,r] (no-op when done)"
 	@echo "make bench    peers' venv + every method on every benchmark task (~1 h; benchmarks/results/)"
 	@echo "make lint     ruff check + ruff format --check"
 	@echo "make format   ruff format + ruff check --fix"
@@ -73,10 +73,12 @@ $(PY):
 	@echo ">> creating $(VENV) with $(PYTHON_SYS)"
 	$(PYTHON_SYS) -m venv $(VENV)
 
-$(STAMP): $(PY) pyproject.toml $(CONSTRAINTS)
-	@echo ">> installing $(TORCH_SPEC), then mmaavi[test] (-c $(CONSTRAINTS))"
+# The [r] extra (rpy2, anndata2ri; mmaavi.io) builds against R, so R comes first (r-deps,
+# order-only: it checks, and installs only what is missing).
+$(STAMP): $(PY) pyproject.toml $(CONSTRAINTS) | r-deps
+	@echo ">> installing $(TORCH_SPEC), then mmaavi[test,r] (-c $(CONSTRAINTS))"
 	$(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -c $(CONSTRAINTS) -e ".[test]"
+	$(PIP) install -c $(CONSTRAINTS) -e ".[test,r]"
 	$(PY) -c "import mmaavi, torch, numpy; print('>> mmaavi', mmaavi.__version__, '| torch', torch.__version__, '| numpy', numpy.__version__)"
 	@touch $@
 
