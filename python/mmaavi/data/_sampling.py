@@ -2,6 +2,20 @@
 
 All randomness comes from :class:`numpy.random.Generator` objects, so a seed makes every split and
 epoch reproducible.
+
+Two orders for a balanced epoch's draws (the draws themselves are the same):
+
+- ``"global"``: one random permutation of all draws. Each minibatch then holds cells from
+  anywhere in the data: right for counts in memory, but counts on disk would be read row by row.
+- ``"chunked"``: the cells are cut into chunks of :data:`SHUFFLE_CHUNK` consecutive positions, the
+  chunks are put in a random order and grouped into windows of :data:`SHUFFLE_WINDOW` chunks, and
+  the draws are shuffled within each window. A minibatch then holds cells of at most a window's
+  chunks (64 random places of the data), which a reader on disk fetches as a few whole chunks.
+  On data of at most one window (65,536 cells) every minibatch still mixes all cells.
+
+For data-parallel training every process takes its share of each minibatch
+(:func:`shard_minibatches`), so the processes together train on the minibatches a single
+process would.
 """
 
 from __future__ import annotations
@@ -64,6 +78,14 @@ def train_val_split(
     return train_idx.astype(np.int64), val_idx.astype(np.int64)
 
 
+#: orders of a balanced epoch (see the module docstring)
+SHUFFLES: tuple[str, ...] = ("global", "chunked")
+#: consecutive cell positions per chunk of the chunked order
+SHUFFLE_CHUNK = 1024
+#: chunks per shuffle window of the chunked order
+SHUFFLE_WINDOW = 64
+
+
 def default_batch_size(n_train: int) -> int:
     """Default minibatch size, ``max(n_train // 65, 32)``."""
     return max(int(n_train) // 65, 32)
@@ -83,13 +105,14 @@ def balanced_epoch(
     train_idx: np.ndarray,
     batch_size: int,
     rng: np.random.Generator,
+    shuffle: str = "global",
 ) -> list[np.ndarray]:
     """Minibatches of one balanced training epoch.
 
     Every batch's training cells are drawn with replacement up to the size of the largest batch,
-    the draws are shuffled together and cut into minibatches of ``batch_size``. A final minibatch
-    of one cell is merged into the previous one (so one minibatch may hold ``batch_size + 1``
-    cells); batch-norm layers never see a single cell.
+    the draws are shuffled together (``shuffle``) and cut into minibatches of ``batch_size``. A
+    final minibatch of one cell is merged into the previous one (so one minibatch may hold
+    ``batch_size + 1`` cells); batch-norm layers never see a single cell.
 
     Parameters
     ----------
@@ -101,12 +124,16 @@ def balanced_epoch(
         Minibatch size (>= 2).
     rng
         Random generator; pass the same seeded generator to reproduce a run.
+    shuffle
+        ``"global"`` or ``"chunked"`` (see the module docstring).
 
     Returns
     -------
     list of numpy.ndarray
         Int64 arrays of cell positions (values from ``train_idx``).
     """
+    if shuffle not in SHUFFLES:
+        raise ValueError(f"shuffle must be one of {', '.join(SHUFFLES)}; found {shuffle!r}.")
     codes = _as_codes(batch_codes, "batch_codes")
     train_idx = np.asarray(train_idx, dtype=np.int64)
     if codes.shape != train_idx.shape:
@@ -126,13 +153,57 @@ def balanced_epoch(
     per_batch = np.bincount(np.searchsorted(batches, codes))
     n_max = int(per_batch.max())
     draws = [rng.choice(train_idx[codes == b], size=n_max, replace=True) for b in batches]
-    order = rng.permutation(np.concatenate(draws))
+    if shuffle == "global":
+        order = rng.permutation(np.concatenate(draws))
+    else:
+        order = _chunk_shuffle(np.concatenate(draws), rng)
     if order.size < 2:
         raise ValueError(
             "an epoch would be a single minibatch of 1 cell, which batch normalisation cannot "
             "train on; expected at least 2 training cells."
         )
     return _split(order, int(batch_size))
+
+
+def _chunk_shuffle(draws: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``draws`` in the chunked order: chunks in random order, windows of chunks, shuffled inside."""
+    chunk = draws // SHUFFLE_CHUNK
+    ids, chunk = np.unique(chunk, return_inverse=True)
+    window = rng.permutation(ids.size)[chunk] // SHUFFLE_WINDOW
+    return draws[np.lexsort((rng.random(draws.size), window))]
+
+
+def shard_minibatches(
+    minibatches: list[np.ndarray], rank: int, world_size: int
+) -> list[np.ndarray]:
+    """Process ``rank``'s share of every minibatch, for data-parallel training.
+
+    Each minibatch is cut into ``world_size`` near-equal consecutive parts and part ``rank`` is
+    kept, so every process takes the same number of steps and the processes together see the
+    whole minibatch. A final minibatch too small to give every process 2 cells is merged into the
+    previous one.
+
+    Raises
+    ------
+    ValueError
+        A minibatch (after that merge) has fewer than ``2 * world_size`` cells.
+    """
+    if world_size == 1:
+        return minibatches
+    need = 2 * world_size
+    batches = list(minibatches)
+    if len(batches) > 1 and batches[-1].size < need:
+        tail = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], tail])
+    small = [b.size for b in batches if b.size < need]
+    if small:
+        raise ValueError(
+            f"Data-parallel training on {world_size} processes needs minibatches of at least "
+            f"{need} cells (each process trains on its share of every minibatch, and batch "
+            f"normalisation needs 2 cells), found one of {min(small)}. Use a batch_size of at "
+            f"least {need}, or fewer processes (torchrun --nproc_per_node)."
+        )
+    return [np.array_split(b, world_size)[rank] for b in batches]
 
 
 def sequential_batches(n: int, batch_size: int) -> list[np.ndarray]:

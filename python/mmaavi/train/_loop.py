@@ -1,6 +1,9 @@
 """The training loop (MODEL.md §7): RMSprop, ReduceLROnPlateau, early stopping, best weights.
 
 The loop knows the module's :meth:`loss` and the data's :meth:`minibatch`; nothing about AnnData.
+It runs on CPU or a CUDA device (minibatches copied from pinned host memory), in float32 or with
+bfloat16 autocast, and data-parallel across processes started by ``torchrun``
+(:mod:`mmaavi.train._distributed`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,18 @@ from ..data import (
     balanced_epoch,
     default_batch_size,
     sequential_batches,
+    shard_minibatches,
     train_val_split,
 )
 from ..module import LOSS_TERMS, LossWeights, MMAAVIModule
+from . import _distributed as parallel
 from ._checkpoint import CHECKPOINT_VERSION, checkpoint_path, load_checkpoint, save_checkpoint
 from ._progress import Progress
 
 logger = logging.getLogger(__name__)
+
+#: numeric precisions of training: float32, or bfloat16 autocast (float32 weights)
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
 @dataclass
@@ -47,6 +55,10 @@ class TrainingPlan:
     #: share of labelled cells in each minibatch (semi-supervised mode)
     labelled_fraction: float = 0.2
     weights: LossWeights = field(default_factory=LossWeights)
+    #: order of each epoch's draws, ``"global"`` or ``"chunked"`` (see :mod:`mmaavi.data`)
+    shuffle: str = "global"
+    #: ``"fp32"`` or ``"bf16"`` (autocast of the forward pass)
+    precision: str = "fp32"
 
 
 @dataclass
@@ -93,7 +105,17 @@ class TrainingResult:
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    """The minibatch on ``device``; to a GPU through pinned memory, so the copy is asynchronous."""
+    if device.type == "cpu":
+        return batch
+    if device.type == "cuda":
+        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def autocast(device: torch.device, precision: str):
+    """bfloat16 autocast of the forward pass for ``precision="bf16"``, else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 class DivergenceError(FloatingPointError):
@@ -142,17 +164,6 @@ def _check_weights(module: torch.nn.Module, epoch: int) -> None:
             )
 
 
-def _evaluate(module, data, idx: np.ndarray, batch_size: int, weights, device) -> dict[str, float]:
-    module.eval()
-    sums = dict.fromkeys((*LOSS_TERMS, "monitor"), 0.0)
-    with torch.no_grad():
-        for chunk in sequential_batches(len(idx), batch_size):
-            batch = _to_device(data.minibatch(idx[chunk]), device)
-            for k, v in _scalars(module.loss(batch, weights)).items():
-                sums[k] += v * len(chunk)
-    return {k: v / len(idx) for k, v in sums.items()}
-
-
 @contextmanager
 def _deterministic(enabled: bool):
     """Deterministic torch kernels while training on CPU, restored afterwards.
@@ -184,6 +195,7 @@ def train_module(
     device: torch.device,
     progress: str = "auto",
     checkpointing: Checkpointing | None = None,
+    distributed: parallel.Distributed | None = None,
 ) -> TrainingResult:
     """Train ``module`` on ``data`` (a :class:`mmaavi.data.MosaicData`) in place.
 
@@ -192,21 +204,31 @@ def train_module(
     then returns with ``interrupted=True``) or a divergence (:class:`DivergenceError`). On CPU
     the run is deterministic for a given seed, and a run resumed from a checkpoint reaches the
     same weights as one never interrupted.
+
+    ``distributed`` places this process in a data-parallel run (its process group initialised);
+    ``None`` trains alone.
     """
+    ctx = distributed or parallel.Distributed()
     with _deterministic(device.type == "cpu"):
-        return _Run(module, data, plan, device, checkpointing).run(progress)
+        return _Run(module, data, plan, device, checkpointing, ctx).run(progress)
 
 
 def _clone(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _plan_record(plan: TrainingPlan, batch_size: int) -> dict[str, Any]:
+def _plan_record(plan: TrainingPlan, batch_size: int, world_size: int) -> dict[str, Any]:
     """The settings a resumed run must share with the run it continues (all but max_epochs)."""
     record = asdict(plan)
     record.pop("max_epochs")
     record["batch_size"] = batch_size
+    record["world_size"] = world_size
     return record
+
+
+#: settings added to the plan record after checkpoints were first written: an older checkpoint
+#: ran with these values
+_PLAN_ADDED = {"shuffle": "global", "precision": "fp32", "world_size": 1}
 
 
 def _as_json(value: Any) -> Any:
@@ -217,14 +239,25 @@ def _as_json(value: Any) -> Any:
 class _Run:
     """One training run: its state, the epoch loop and checkpoints."""
 
-    def __init__(self, module, data, plan: TrainingPlan, device, checkpointing) -> None:
+    def __init__(self, module, data, plan: TrainingPlan, device, checkpointing, ctx) -> None:
         self.module, self.data, self.plan, self.device = module, data, plan, device
         self.checkpointing = checkpointing
-        torch.manual_seed(plan.seed)
+        self.ctx: parallel.Distributed = ctx
+        # dropout and the other draws of torch differ between processes; process 0 draws as a
+        # single process would (the weights are process 0's anyway)
+        torch.manual_seed(plan.seed + ctx.rank)
         self.rng = np.random.default_rng(plan.seed)
         self.train_idx, self.val_idx = train_val_split(data.batch, plan.validation_size, plan.seed)
         self.batch_size = plan.batch_size or default_batch_size(len(self.train_idx))
+        if self.batch_size < 2 * ctx.world_size:
+            raise ValueError(
+                f"Data-parallel training on {ctx.world_size} processes needs a batch_size of at "
+                f"least {2 * ctx.world_size} (each process trains on its share of every "
+                f"minibatch, and batch normalisation needs 2 cells); found {self.batch_size}. "
+                "Pass a larger batch_size, or start fewer processes (torchrun --nproc_per_node)."
+            )
         module.to(device)
+        self.objective = parallel.wrap(module, plan.weights, ctx, device)
         self.optimizer = torch.optim.RMSprop(module.parameters(), lr=plan.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=plan.lr_factor, patience=plan.lr_patience
@@ -250,7 +283,7 @@ class _Run:
     def _json_record(self) -> dict[str, Any]:
         assert self.checkpointing is not None
         return {
-            "plan": _plan_record(self.plan, self.batch_size),
+            "plan": _plan_record(self.plan, self.batch_size, self.ctx.world_size),
             "fingerprint": self.checkpointing.fingerprint,
             "numpy_rng": self.rng.bit_generator.state,
             "history": self.history,
@@ -258,7 +291,13 @@ class _Run:
         }
 
     def _save(self) -> None:
+        """Write the checkpoint (process 0; every process must call it: it gathers the random
+        states of all)."""
         assert self.checkpointing is not None
+        rank_rngs = parallel.gather_rng_states(self.ctx, self.device)
+        self.checkpoint_epoch = self.epoch
+        if not self.ctx.is_main:
+            return
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         save_checkpoint(
             self.checkpointing.directory,
@@ -277,9 +316,10 @@ class _Run:
                 "pool_queue": None if self.pool is None else torch.from_numpy(self.pool.queue),
                 "stop_reason": self.stop_reason,
                 "json": self._json_record(),
+                # data-parallel: each process's torch generator (row = rank)
+                "rank_rngs": rank_rngs,
             },
         )
-        self.checkpoint_epoch = self.epoch
         logger.info(
             "Checkpoint of epoch %d written to %s", self.epoch, self.checkpointing.directory
         )
@@ -302,14 +342,11 @@ class _Run:
                 "file) to start a new run."
             )
         record = state["json"]
-        now = _as_json(_plan_record(self.plan, self.batch_size))
-        differ = sorted(
-            k for k in set(now) | set(record["plan"]) if now.get(k) != record["plan"].get(k)
-        )
+        then = {**_PLAN_ADDED, **record["plan"]}
+        now = _as_json(_plan_record(self.plan, self.batch_size, self.ctx.world_size))
+        differ = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
         if differ:
-            detail = "; ".join(
-                f"{k}: {record['plan'].get(k)!r} then, {now.get(k)!r} now" for k in differ
-            )
+            detail = "; ".join(f"{k}: {then.get(k)!r} then, {now.get(k)!r} now" for k in differ)
             raise ValueError(
                 f"Cannot resume {path}: the training settings differ from the run it holds "
                 f"({detail}). Resume with the same settings (only max_epochs may change), or "
@@ -328,7 +365,11 @@ class _Run:
         self.best_state = {k: v.to(self.device) for k, v in state["best_module"].items()}
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        rank_rngs = state.get("rank_rngs")
+        if rank_rngs is not None and self.ctx.enabled:
+            torch.set_rng_state(rank_rngs[self.ctx.rank].clone())
+        else:
+            torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.rng.bit_generator.state = record["numpy_rng"]
@@ -358,7 +399,11 @@ class _Run:
             self.device,
         )
         interrupted = False
-        bar = Progress(plan.max_epochs, progress, initial=min(self.epoch, plan.max_epochs))
+        bar = Progress(
+            plan.max_epochs,
+            progress if self.ctx.is_main else "none",
+            initial=min(self.epoch, plan.max_epochs),
+        )
         try:
             if not self.stop_reason and self.epoch >= plan.max_epochs:
                 self.stop_reason = f"reached max_epochs={plan.max_epochs}"
@@ -404,37 +449,91 @@ class _Run:
             checkpoint_epoch=self.checkpoint_epoch,
         )
 
+    def _minibatches(self) -> list[np.ndarray]:
+        """This process's minibatches of the next epoch (all of them when training alone)."""
+        train_batches = self.data.batch[self.train_idx]
+        epoch = balanced_epoch(
+            train_batches, self.train_idx, self.batch_size, self.rng, self.plan.shuffle
+        )
+        if self.pool is not None:
+            epoch = [self.pool.add_to(chunk) for chunk in epoch]
+        return shard_minibatches(epoch, self.ctx.rank, self.ctx.world_size)
+
+    def _combine(self, values: dict[str, float], n: int) -> tuple[dict[str, float], int]:
+        """Cell-weighted means of ``values`` over the processes, and their number of cells."""
+        if not self.ctx.enabled:
+            return values, n
+        keys = list(values)
+        vec = torch.tensor(
+            [values[k] * n for k in keys] + [float(n)], dtype=torch.float64, device=self.device
+        )
+        vec = parallel.sum_across(vec, self.ctx).cpu()
+        total = float(vec[-1])
+        return {k: float(vec[i]) / total for i, k in enumerate(keys)}, int(total)
+
+    def _evaluate(self) -> dict[str, float]:
+        """Mean loss terms over the validation cells (each process evaluates its share)."""
+        module, plan = self.module, self.plan
+        module.eval()
+        sums = dict.fromkeys((*LOSS_TERMS, "monitor"), 0.0)
+        n_seen = 0
+        with torch.no_grad():
+            for chunk in sequential_batches(len(self.val_idx), self.batch_size):
+                idx = self.val_idx[chunk]
+                if self.ctx.enabled:
+                    idx = np.array_split(idx, self.ctx.world_size)[self.ctx.rank]
+                    if idx.size == 0:
+                        continue
+                batch = _to_device(self.data.minibatch(idx), self.device)
+                with autocast(self.device, plan.precision):
+                    out = module.loss(batch, plan.weights)
+                for k, v in _scalars(out).items():
+                    sums[k] += v * len(idx)
+                n_seen += len(idx)
+        if not self.ctx.enabled:
+            return {k: v / len(self.val_idx) for k, v in sums.items()}
+        means, _ = self._combine({k: v / max(n_seen, 1) for k, v in sums.items()}, n_seen)
+        return means
+
     def _epoch(self, epoch: int, bar: Progress) -> None:
         """Train one epoch, validate, update best weights, schedule and stopping rule."""
-        plan, module, data = self.plan, self.module, self.data
+        plan, module, data, ctx = self.plan, self.module, self.data, self.ctx
         start = time.perf_counter()
         module.train()
         sums = dict.fromkeys((*LOSS_TERMS, "monitor"), 0.0)
         n_seen = 0
-        train_batches = data.batch[self.train_idx]
-        for chunk in balanced_epoch(train_batches, self.train_idx, self.batch_size, self.rng):
-            if self.pool is not None:
-                chunk = self.pool.add_to(chunk)
+        for chunk in self._minibatches():
             batch = _to_device(data.minibatch(chunk), self.device)
-            out = module.loss(batch, plan.weights)
-            values = _scalars(out)
+            with autocast(self.device, plan.precision):
+                out = self.objective(batch)
+            values, n = self._combine(_scalars(out), len(chunk))
             _check_finite(values, epoch, "training", out)
             self.optimizer.zero_grad(set_to_none=True)
             out.total.backward()
             self.optimizer.step()
             for k, v in values.items():
-                sums[k] += v * len(chunk)
-            n_seen += len(chunk)
+                sums[k] += v * n
+            n_seen += n
         _check_weights(module, epoch)
+        # batch-norm running statistics drift apart between processes: validate, and keep as
+        # best, process 0's
+        parallel.copy_buffers_from_main(module, ctx)
         record: dict[str, float] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
         record.update({f"train_{k}": v / n_seen for k, v in sums.items()})
         if len(self.val_idx):
-            val = _evaluate(module, data, self.val_idx, self.batch_size, plan.weights, self.device)
+            val = self._evaluate()
             _check_finite(val, epoch, "validation")
             record.update({f"val_{k}": v for k, v in val.items()})
             monitored = val["monitor"]
         else:
             monitored = record["train_monitor"]
+        if ctx.enabled:
+            # every process takes process 0's value, so all make the same decisions below
+            monitored = float(
+                parallel.from_main(
+                    torch.tensor([monitored], dtype=torch.float64, device=self.device), ctx
+                )[0]
+            )
         record["seconds"] = time.perf_counter() - start
         self.history.append(record)
         self.epoch = epoch
@@ -454,3 +553,17 @@ class _Run:
         elif epoch >= plan.max_epochs:
             self.stop_reason = f"reached max_epochs={plan.max_epochs}"
             self.limit_reached = True
+        if ctx.enabled:
+            self._follow_main_on_stopping()
+
+    def _follow_main_on_stopping(self) -> None:
+        """Process 0 decides whether the run stops; the others follow (they always agree when
+        the processes are in step, this makes sure of it)."""
+        flag = torch.tensor(
+            [1.0 if self.stop_reason else 0.0], dtype=torch.float64, device=self.device
+        )
+        stop = bool(parallel.from_main(flag, self.ctx)[0])
+        if stop and not self.stop_reason:
+            self.stop_reason = "stopped by process 0"
+        elif not stop:
+            self.stop_reason, self.limit_reached = "", False

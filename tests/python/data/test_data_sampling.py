@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmaavi.data import balanced_epoch, default_batch_size, sequential_batches, train_val_split
+from mmaavi.data import (
+    balanced_epoch,
+    default_batch_size,
+    sequential_batches,
+    shard_minibatches,
+    train_val_split,
+)
 
 
 def codes_for(sizes):
@@ -129,3 +135,36 @@ def test_labelled_pool_errors():
         LabelledPool(np.array([], dtype=np.int64), 0.2, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"labelled_fraction must be in \(0, 1\)"):
         LabelledPool(np.array([1]), 1.0, np.random.default_rng(0))
+
+
+def test_chunked_epoch_draws_the_same_cells_in_local_windows(monkeypatch):
+    import mmaavi.data._sampling as sampling
+
+    monkeypatch.setattr(sampling, "SHUFFLE_CHUNK", 10)
+    monkeypatch.setattr(sampling, "SHUFFLE_WINDOW", 4)
+    codes = np.repeat([0, 1, 2], [500, 300, 200])
+    train_idx = np.arange(1000)
+    plain = balanced_epoch(codes, train_idx, 20, np.random.default_rng(5))
+    chunked = balanced_epoch(codes, train_idx, 20, np.random.default_rng(5), shuffle="chunked")
+    again = balanced_epoch(codes, train_idx, 20, np.random.default_rng(5), shuffle="chunked")
+    np.testing.assert_array_equal(np.concatenate(chunked), np.concatenate(again))
+    # the same draws (balanced: 500 per batch), only in another order
+    np.testing.assert_array_equal(np.sort(np.concatenate(plain)), np.sort(np.concatenate(chunked)))
+    assert [len(c) for c in chunked] == [len(c) for c in plain]
+    # a minibatch lies within one window, or straddles two: at most 2 x 4 chunks of 10 cells
+    spans = [np.unique(c // 10).size for c in chunked]
+    assert max(spans) <= 8
+    assert max(np.unique(c // 10).size for c in plain) > 8  # the global order is not local
+    with pytest.raises(ValueError, match="shuffle must be one of global, chunked"):
+        balanced_epoch(codes, train_idx, 20, np.random.default_rng(5), shuffle="chunks")
+
+
+def test_shard_minibatches_splits_every_minibatch_across_processes():
+    batches = [np.arange(0, 10), np.arange(10, 20), np.arange(20, 23)]
+    parts = [shard_minibatches(batches, rank, 2) for rank in range(2)]
+    assert [len(p) for p in parts] == [2, 2]  # the 3-cell tail joined the previous minibatch
+    np.testing.assert_array_equal(np.concatenate([parts[0][0], parts[1][0]]), np.arange(10))
+    np.testing.assert_array_equal(np.concatenate([parts[0][1], parts[1][1]]), np.arange(10, 23))
+    assert shard_minibatches(batches, 0, 1) is batches
+    with pytest.raises(ValueError, match=r"on 4 processes needs minibatches of at least 8 cells"):
+        shard_minibatches([np.arange(6)], 0, 4)
