@@ -45,7 +45,7 @@ def _load_mdata(args):
         return md.read_h5mu(args.h5mu)
     if not args.modality:
         raise SystemExit(
-            "mmaavi: no input; give --h5mu FILE, --modality NAME=FILE.h5ad (repeatable) or "
+            "mmaavi: no input; give --h5mu FILE or --modality NAME=FILE.h5ad (repeatable), or "
             "--rds FILE.rds."
         )
     mods = {}
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         run_differential(mdata, args)
         return 0
     rds_file = None
-    if args.rds:
+    if getattr(args, "rds", None):
         rds_file, folder = _rds_outputs(args.out)
         args.out = str(folder)
     summary, model = run_fit(mdata, args)
