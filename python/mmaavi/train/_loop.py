@@ -31,6 +31,7 @@ from ..data import (
 from ..module import LOSS_TERMS, LossWeights, MMAAVIModule
 from . import _distributed as parallel
 from ._checkpoint import CHECKPOINT_VERSION, checkpoint_path, load_checkpoint, save_checkpoint
+from ._optim import FlatRMSprop
 from ._progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -257,8 +258,9 @@ class _Run:
                 "Pass a larger batch_size, or start fewer processes (torchrun --nproc_per_node)."
             )
         module.to(device)
+        # before the DDP wrap: the optimiser moves the parameters into its flat buffer
+        self.optimizer = FlatRMSprop(module.parameters(), lr=plan.lr)
         self.objective = parallel.wrap(module, plan.weights, ctx, device)
-        self.optimizer = torch.optim.RMSprop(module.parameters(), lr=plan.lr)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=plan.lr_factor, patience=plan.lr_patience
         )

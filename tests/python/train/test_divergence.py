@@ -12,6 +12,7 @@ import torch
 import mmaavi
 from mmaavi.module import MMAAVIModule
 from mmaavi.train import DivergenceError
+from mmaavi.train._optim import FlatRMSprop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _mosaics import SMALL, tiny_mosaic  # noqa: E402
@@ -69,7 +70,7 @@ def test_nan_in_a_later_epoch_restores_the_best_epoch(monkeypatch):
 def test_weights_that_become_nan_are_caught_before_they_are_kept(monkeypatch):
     """An optimiser step that writes NaN into the weights at the end of an epoch is caught."""
     model = build()
-    real_step = torch.optim.RMSprop.step
+    real_step = FlatRMSprop.step
     calls = [0]
 
     def step(self, *args, **kwargs):
@@ -80,7 +81,7 @@ def test_weights_that_become_nan_are_caught_before_they_are_kept(monkeypatch):
                 self.param_groups[0]["params"][0].fill_(float("inf"))
         return out
 
-    monkeypatch.setattr(torch.optim.RMSprop, "step", step)
+    monkeypatch.setattr(FlatRMSprop, "step", step)
     with pytest.raises(DivergenceError, match=r"epoch 1: weight '.*' became NaN or infinite"):
         model.train(max_epochs=3, seed=0, progress="none", validation_size=0.0)
     assert finite_weights(model)
