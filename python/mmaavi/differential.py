@@ -464,10 +464,14 @@ def _posterior_stats(
 def _raw_stats(data, modality: str, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean raw count and non-zero fraction per feature over ``cells`` that measured it.
 
-    Returns two float arrays (n_features,), NaN for features no cell of ``cells`` measured.
+    The counts are read in sorted chunks of cells (a chunk of counts at a time, also when they
+    are on disk). Returns two float arrays (n_features,), NaN for features no cell of ``cells``
+    measured.
     """
+    from .data._counts import row_chunks
+
     j = data.modalities.index(modality)
-    cells = cells[data.obs_mask[cells, j]]
+    cells = np.sort(cells[data.obs_mask[cells, j]])
     counts = data.counts[modality]
     measured = data.block_measured[modality]
     if measured is None:
@@ -477,12 +481,14 @@ def _raw_stats(data, modality: str, cells: np.ndarray) -> tuple[np.ndarray, np.n
         blocks = data.block[modality][cells]
     total = np.zeros(counts.shape[1])
     nonzero = np.zeros(counts.shape[1])
-    n_measured = np.zeros(counts.shape[1])
-    for k in np.unique(blocks):
-        x = counts[cells[blocks == k]]
-        total += np.asarray(x.sum(axis=0)).ravel() * measured[k]
-        nonzero += np.asarray((x > 0).sum(axis=0)).ravel() * measured[k]
-        n_measured += (blocks == k).sum() * measured[k]
+    offset = 0
+    for part, x in row_chunks(counts, cells):
+        if data.block_measured[modality] is not None:
+            x = x.multiply(measured[blocks[offset : offset + part.size]]).tocsr()
+        offset += part.size
+        total += np.asarray(x.sum(axis=0)).ravel()
+        nonzero += np.asarray((x > 0).sum(axis=0)).ravel()
+    n_measured = np.bincount(blocks, minlength=measured.shape[0]) @ measured.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_measured > 0, total / n_measured, np.nan)
         frac = np.where(n_measured > 0, nonzero / n_measured, np.nan)

@@ -16,10 +16,14 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .data import LIKELIHOODS, MosaicData, sequential_batches, setup_mosaic
+from ._settings import settings
+from .data import LIKELIHOODS, SHUFFLES, MosaicData, sequential_batches, setup_mosaic
 from .graph import GUIDANCE_KEY, graph_tensors
 from .module import LossWeights, MMAAVIModule
 from .train import Checkpointing, DivergenceError, TrainingPlan, TrainingResult, train_module
+from .train import _distributed as parallel
+from .train._loop import PRECISIONS
+from .train._loop import _to_device as to_device
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +39,28 @@ _META_KEYS = frozenset(
 _PAIRED_CELLS = 10
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    device = torch.device(settings.device if device is None else device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             "device='cuda' was asked for but torch sees no CUDA GPU; use device='cpu'."
         )
     return device
+
+
+def _resolve_precision(precision: str | None, device: torch.device) -> str:
+    precision = settings.precision if precision is None else precision
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {', '.join(repr(p) for p in PRECISIONS)}; found "
+            f"{precision!r}."
+        )
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            f"precision='bf16' needs a GPU with bfloat16 support (compute capability 8.0 or "
+            f"newer); {torch.cuda.get_device_name(device)} has none. Use precision='fp32'."
+        )
+    return precision
 
 
 class MMAAVI:
@@ -75,6 +94,11 @@ class MMAAVI:
         Guidance graph: an edge list DataFrame or a sparse adjacency over the concatenated
         features (see :func:`mmaavi.graph.graph_tensors`). Default: the graph stored in
         ``mdata.uns["mmaavi_guidance"]`` if any, else self-loops only.
+    backed
+        Out-of-core data (see :func:`mmaavi.data.setup_mosaic`): ``None`` (default) keeps the
+        counts of backed modalities (``mudata.read_h5mu(path, backed=True)``) on disk and reads
+        each minibatch from the file; ``True`` requires that of every modality; ``False`` loads
+        everything. Not a model parameter: a model saved with one loads with the other.
     n_latent, n_latent_u
         Dimensions of z (the embedding) and u.
     encoder_hidden
@@ -109,6 +133,7 @@ class MMAAVI:
         likelihoods: str | Mapping[str, str] = "nb",
         transform: str | Mapping[str, str] = "log1p_norm",
         graph: Any = None,
+        backed: bool | None = None,
         n_latent: int = 30,
         n_latent_u: int = 30,
         encoder_hidden: Sequence[int] = (256, 256, 200),
@@ -132,6 +157,7 @@ class MMAAVI:
             unlabeled_category=unlabeled_category,
             likelihoods=dict(likelihoods),
             transform=transform if isinstance(transform, str) else dict(transform),
+            backed=backed,
         )
         data = self.data
         n_classes = 0 if data.label_categories is None else len(data.label_categories)
@@ -176,6 +202,11 @@ class MMAAVI:
         self.train_info: dict[str, Any] = {}
         self.device = torch.device("cpu")
         logger.info("mmaavi model: %s", self.init_params)
+
+    @property
+    def backed(self) -> bool:
+        """Whether some counts are read from disk per minibatch (out-of-core data)."""
+        return bool(self.data.backed_modalities)
 
     def __repr__(self) -> str:
         mods = ", ".join(f"{m}: {self.data.n_features(m)} features" for m in self.data.modalities)
@@ -244,8 +275,10 @@ class MMAAVI:
         batch_size: int | None = None,
         validation_size: float = 0.1,
         seed: int = 0,
-        device: str | torch.device = "cpu",
-        progress: str = "auto",
+        device: str | torch.device | None = None,
+        precision: str | None = None,
+        shuffle: str = "auto",
+        progress: str | None = None,
         early_stopping_patience: int = 10,
         lr_patience: int = 5,
         lr_factor: float = 0.1,
@@ -279,9 +312,20 @@ class MMAAVI:
             Seeds the initial weights, the split, the sampling and torch: the same seed gives the
             same model on CPU. A second call to ``train`` continues from the current weights.
         device
-            ``"cpu"`` (default) or ``"cuda"``.
+            ``"cpu"`` or ``"cuda"`` (default: ``mmaavi.settings.device``, ``"cpu"``). Under
+            ``torchrun`` each process uses the GPU of its ``LOCAL_RANK``.
+        precision
+            ``"fp32"`` or ``"bf16"`` (bfloat16 autocast of the forward passes; the weights,
+            optimiser and outputs stay float32). Default: ``mmaavi.settings.precision``.
+        shuffle
+            Order of each epoch's balanced draws: ``"global"`` (one permutation of all draws),
+            ``"chunked"`` (draws shuffled within windows of 64 random chunks of 1024 consecutive
+            cells, so counts on disk are read in whole chunks) or ``"auto"``: ``"chunked"`` for
+            out-of-core data, else ``"global"``. The same seed and shuffle give the same
+            minibatches, in memory or on disk.
         progress
-            ``"auto"`` (a bar in a terminal, plain lines otherwise), ``"bar"``, ``"lines"``, ``"none"``.
+            ``"auto"`` (a bar in a terminal, plain lines otherwise), ``"bar"``, ``"lines"``,
+            ``"none"``. Default: ``mmaavi.settings.progress``.
         labelled_fraction
             Semi-supervised mode: share of labelled cells added to each minibatch (recycled).
         weight_*
@@ -315,6 +359,12 @@ class MMAAVI:
         Ctrl-C (KeyboardInterrupt) stops training cleanly: the best weights so far are kept, the
         model counts as trained if an epoch was completed, ``train_info["stop_reason"]`` says
         so, and a warning tells how to resume.
+
+        Started by ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` > 1 in the environment), the
+        same call trains data-parallel with :class:`~torch.nn.parallel.DistributedDataParallel`
+        (gloo on CPU, NCCL on GPUs): each process trains on its share of every minibatch, so the
+        batch size is the total over the processes; process 0 writes the checkpoints, and
+        :meth:`save` writes only in process 0. See :mod:`mmaavi.train._distributed`.
         """
         for name, value in {
             "max_epochs": max_epochs,
@@ -337,7 +387,16 @@ class MMAAVI:
                 "resume=True needs checkpoint_dir: pass the folder the interrupted run wrote its "
                 "checkpoint to, e.g. model.train(..., checkpoint_dir='ckpt', resume=True)."
             )
-        self.device = _resolve_device(device)
+        if shuffle != "auto" and shuffle not in SHUFFLES:
+            raise ValueError(
+                f"shuffle must be 'auto', {', '.join(repr(x) for x in SHUFFLES)}; found {shuffle!r}."
+            )
+        if shuffle == "auto":
+            shuffle = "chunked" if self.backed else "global"
+        ctx = parallel.from_environment()
+        self.device = parallel.process_device(_resolve_device(device), ctx)
+        precision = _resolve_precision(precision, self.device)
+        parallel.init_process_group(ctx, self.device)
         plan = TrainingPlan(
             max_epochs=int(max_epochs),
             lr=float(lr),
@@ -358,6 +417,8 @@ class MMAAVI:
                 sup=weight_sup,
                 disc=weight_disc,
             ),
+            shuffle=shuffle,
+            precision=precision,
         )
         checkpointing = None
         if checkpoint_dir is not None:
@@ -374,7 +435,13 @@ class MMAAVI:
             self.module = self._build_module()
         try:
             result = train_module(
-                self.module, self.data, plan, self.device, progress, checkpointing
+                self.module,
+                self.data,
+                plan,
+                self.device,
+                settings.progress if progress is None else progress,
+                checkpointing,
+                ctx,
             )
         except DivergenceError as err:
             if err.result is not None:
@@ -401,6 +468,10 @@ class MMAAVI:
             "n_train": result.n_train,
             "n_validation": result.n_validation,
             "resumed_from_epoch": result.resumed_from,
+            "shuffle": plan.shuffle,
+            "precision": plan.precision,
+            "device": str(self.device),
+            "processes": parallel.from_environment().world_size,
         }
         self.is_trained = was_trained or result.best_epoch > 0
         if self.is_trained:
@@ -463,24 +534,33 @@ class MMAAVI:
 
     # ------------------------------------------------------------------ outputs
     @torch.no_grad()
-    def _encode(self, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        """q(z|x) mean and scale, attention weights and q(c|z) for every cell, in chunks."""
+    def _encode(self, batch_size: int | None = None) -> dict[str, np.ndarray]:
+        """q(z|x) mean and scale, attention weights and q(c|z) for every cell, in chunks.
+
+        A chunk reads only the encoder inputs (never the dense counts) and its results go
+        straight into preallocated arrays, so memory beyond the outputs is one chunk's, whatever
+        the number of cells (``batch_size``, default ``mmaavi.settings.inference_batch_size``).
+        """
         self._check_trained()
         self.module.eval()
-        outs: dict[str, list[np.ndarray]] = {
-            "z": [],
-            "z_scale": [],
-            "attention": [],
-            "components": [],
+        batch_size = settings.inference_batch_size if batch_size is None else int(batch_size)
+        n = self.data.n_cells
+        n_latent = self.init_params["n_latent"]
+        outs = {
+            "z": np.empty((n, n_latent), dtype=np.float32),
+            "z_scale": np.empty((n, n_latent), dtype=np.float32),
+            "attention": np.empty((n, len(self.data.modalities)), dtype=np.float32),
+            "components": np.empty((n, self.init_params["n_components"]), dtype=np.float32),
         }
-        for chunk in sequential_batches(self.data.n_cells, batch_size):
-            batch = {k: v.to(self.device) for k, v in self.data.minibatch(chunk).items()}
+        for chunk in sequential_batches(n, batch_size):
+            batch = to_device(self.data.minibatch(chunk, targets=False), self.device)
             qz, attention = self.module.encode(batch)
-            outs["z"].append(qz.loc.cpu().numpy())
-            outs["z_scale"].append(qz.scale.cpu().numpy())
-            outs["attention"].append(attention.cpu().numpy())
-            outs["components"].append(self.module.component_probabilities(qz.loc).cpu().numpy())
-        return {k: np.concatenate(v) for k, v in outs.items()}
+            rows = slice(int(chunk[0]), int(chunk[-1]) + 1)
+            outs["z"][rows] = qz.loc.cpu().numpy()
+            outs["z_scale"][rows] = qz.scale.cpu().numpy()
+            outs["attention"][rows] = attention.cpu().numpy()
+            outs["components"][rows] = self.module.component_probabilities(qz.loc).cpu().numpy()
+        return outs
 
     def get_latent_representation(self, key_added: str = "X_mmaavi") -> np.ndarray:
         """Posterior mean of z, (n_cells, n_latent), rows in ``mdata.obs_names`` order.
@@ -555,8 +635,9 @@ class MMAAVI:
         modality: str,
         batch: str | None = None,
         library_size: float = 1e4,
-        batch_size: int = 1024,
-    ) -> pd.DataFrame:
+        batch_size: int | None = None,
+        out: str | Path | None = None,
+    ) -> pd.DataFrame | np.ndarray:
         """Decode ``modality`` for every cell, including cells that never measured it.
 
         Parameters
@@ -569,10 +650,18 @@ class MMAAVI:
         library_size
             Fixed library size of count models (the output is expression per ``library_size``);
             ignored by Bernoulli (probabilities) and Normal (means).
+        batch_size
+            Cells decoded at once (default ``mmaavi.settings.inference_batch_size``).
+        out
+            A new ``.npy`` file to write the values to, chunk by chunk, instead of holding them
+            in memory (n_cells x n_features floats can exceed it: 1M cells x 25k peaks is 100
+            GB). An existing file is never overwritten.
 
         Returns
         -------
-        DataFrame (n_cells, n_features of ``modality``).
+        DataFrame (n_cells, n_features of ``modality``), rows in ``mdata.obs_names`` order and
+        columns the modality's features; with ``out``, the file opened read-only as a
+        :class:`numpy.memmap` of the same shape (rows and columns in the same order).
         """
         self._check_trained()
         if modality not in self.data.modalities:
@@ -588,20 +677,35 @@ class MMAAVI:
                     f"Unknown batch {batch!r}; expected one of {list(self.data.batch_categories)}."
                 )
             batches = np.array([pos])
+        if out is not None and Path(out).exists():
+            raise FileExistsError(
+                f"impute(out={str(out)!r}): the file exists; choose a new file name (it is never "
+                "overwritten)."
+            )
+        batch_size = settings.inference_batch_size if batch_size is None else int(batch_size)
         self.module.eval()
         v = self.module.feature_embeddings().loc
-        z_all = torch.as_tensor(self._encode()["z"], device=self.device)
+        z_all = self._encode(batch_size)["z"]
         scale = 1.0 if self.data.likelihoods[modality] in ("bernoulli", "normal") else library_size
-        out = []
+        shape = (self.data.n_cells, self.data.n_features(modality))
+        if out is None:
+            values = np.empty(shape, dtype=np.float32)
+        else:
+            values = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
         for chunk in sequential_batches(self.data.n_cells, batch_size):
-            z = z_all[torch.as_tensor(chunk, device=self.device)]
-            acc = torch.zeros(len(chunk), self.data.n_features(modality), device=self.device)
+            rows = slice(int(chunk[0]), int(chunk[-1]) + 1)
+            z = torch.from_numpy(z_all[rows]).to(self.device)
+            acc = torch.zeros(len(chunk), shape[1], device=self.device)
             for b in batches:
                 b_idx = torch.full((len(chunk),), int(b), dtype=torch.long, device=self.device)
                 acc += self.module.decode_normalised(modality, z, v, b_idx, 1.0)
-            out.append((acc / len(batches) * scale).cpu().numpy())
+            values[rows] = (acc / len(batches) * scale).cpu().numpy()
+        if out is not None:
+            values.flush()
+            del values
+            return np.load(out, mmap_mode="r")
         return pd.DataFrame(
-            np.concatenate(out), index=self.data.obs_names, columns=self.data.var_names[modality]
+            values, index=self.data.obs_names, columns=self.data.var_names[modality]
         )
 
     def differential(
@@ -632,9 +736,15 @@ class MMAAVI:
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the model to a directory: weights (``model.pt``) and metadata (``model.json``).
 
-        The data are not saved; pass the same MuData to :meth:`load`.
+        The data are not saved; pass the same MuData to :meth:`load`. In a data-parallel run
+        (``torchrun``) only process 0 writes; the others return the path.
         """
         path = Path(path)
+        if not parallel.from_environment().is_main:
+            logger.info(
+                "save: process %d leaves writing to process 0", parallel.from_environment().rank
+            )
+            return path
         if path.exists() and any(path.iterdir()) and not overwrite:
             raise FileExistsError(
                 f"{path} exists and is not empty; pass overwrite=True to replace it."
@@ -664,11 +774,13 @@ class MMAAVI:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, mdata, device: str | torch.device = "cpu") -> MMAAVI:
+    def load(cls, path: str | Path, mdata, device: str | torch.device | None = None) -> MMAAVI:
         """Load a model saved by :meth:`save` for the same data.
 
         Weights are read with ``torch.load(weights_only=True)`` and metadata as JSON, so a model
-        file can never run code. The data must have the same modalities, features and batches.
+        file can never run code. The data must have the same modalities, features and batches;
+        they may be in memory or backed (out-of-core) whichever the model was trained on.
+        ``device`` defaults to ``mmaavi.settings.device``.
         """
         path = Path(path)
         meta_file, weights_file = path / _META_FILE, path / _WEIGHTS_FILE
