@@ -181,8 +181,9 @@ def read_rds(
     -------
     mudata.MuData
         The mosaic as ``RunMMAAVI()`` gives it to the model (one block per modality and batch,
-        cells sorted by name within each block), with every cell-table column in ``obs``, the
-        batch column categorical in R's order, and ``uns["mmaavi_rds"]``: the file, the class,
+        cells sorted by name within each block), with every cell-table column in ``obs``
+        (character columns as categoricals in R's sort order, as ``factor()`` makes them; R's
+        NA as missing), the batch column categorical in R's order, and ``uns["mmaavi_rds"]``: the file, the class,
         the object's cell order, the modality -> assay mapping and the batch column.
 
     Raises
@@ -395,7 +396,8 @@ def write_rds(
     path
         The ``.rds`` file to write.
     kind
-        ``"sce"`` or ``"seurat"``. Default: the class of ``base``, else ``"sce"``.
+        ``"sce"`` or ``"seurat"``. Default: the class of ``base``, else the class
+        :func:`read_rds` read ``mdata`` from, else ``"sce"``.
     model
         The :class:`~mmaavi.MMAAVI` trained on ``mdata``: its embedding, attention and (with
         labels) predicted labels are written. Without it, only ``mdata.obsm[key]`` is.
@@ -483,7 +485,7 @@ def _write(
                 f"{_rules._show(lacking, 3)}). Use the object the data were read from."
             )
     else:
-        kind = kind or "sce"
+        kind = kind or source.get("kind") or "sce"
         order = pd.Index(source.get("cells", []), dtype=object).astype(str)
         if not _same_cells(order, cells_model):
             order = cells_model
