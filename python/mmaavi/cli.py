@@ -39,10 +39,18 @@ def _load_mdata(args):
         raise SystemExit(f"mmaavi: give one input, --h5mu, --modality or --rds; found {given}.")
     if args.assays and not args.rds:
         raise SystemExit("mmaavi: --assays goes with --rds.")
+    backed = getattr(args, "backed", False)
+    if backed and args.rds:
+        raise SystemExit(
+            "mmaavi: --backed reads .h5mu / .h5ad files on disk; an .rds object is read into "
+            "memory. Convert it once (mmaavi.io.read_rds(...).write('data.h5mu')) and give "
+            "--h5mu data.h5mu --backed."
+        )
     if args.rds:
         return _read_rds(args)
     if args.h5mu:
-        return md.read_h5mu(args.h5mu)
+        _check_exists(Path(args.h5mu), "--h5mu")
+        return md.read_h5mu(args.h5mu, backed=True) if backed else md.read_h5mu(args.h5mu)
     if not args.modality:
         raise SystemExit(
             "mmaavi: no input; give --h5mu FILE or --modality NAME=FILE.h5ad (repeatable), or "
@@ -50,9 +58,19 @@ def _load_mdata(args):
         )
     mods = {}
     for name, paths in _parse_modalities(args.modality).items():
-        blocks = [ad.read_h5ad(p) for p in paths]
+        for p in paths:
+            _check_exists(p, f"--modality {name}=")
+        blocks = [ad.read_h5ad(p, backed="r") if backed else ad.read_h5ad(p) for p in paths]
         mods[name] = blocks if len(blocks) > 1 else blocks[0]
-    return mosaic(mods, batch_key=args.batch_key)
+    return mosaic(mods, batch_key=args.batch_key, backed=backed)
+
+
+def _check_exists(path: Path, option: str) -> None:
+    if not path.is_file():
+        raise SystemExit(
+            f"mmaavi: {option}{path}: no such file (expected an existing "
+            f"{path.suffix or '.h5ad/.h5mu'} file; check the path)."
+        )
 
 
 def _parse_assays(spec: str | None) -> dict[str, str] | None:
@@ -135,17 +153,29 @@ def run_fit(mdata, args):
     """
     from .metrics import integration_metrics, pca_baseline
     from .model import MMAAVI
+    from .train._distributed import from_environment
 
+    main_process = from_environment().is_main
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = MMAAVI(mdata, batch_key=args.batch_key, n_components=args.n_components)
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    model = MMAAVI(
+        mdata,
+        batch_key=args.batch_key,
+        n_components=args.n_components,
+        backed=True if getattr(args, "backed", False) else None,
+    )
     model.train(
         max_epochs=args.max_epochs,
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
+        shuffle=args.shuffle,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
     )
+    if not main_process:  # under torchrun, process 0 writes the outputs
+        return {}, model
     z = model.get_latent_representation()
     cols = [f"MMAAVI_{i + 1}" for i in range(z.shape[1])]
     pd.DataFrame(z, index=mdata.obs_names, columns=cols).to_csv(out / "embedding.csv")
@@ -209,7 +239,11 @@ def run_differential(mdata, args) -> None:
 
 
 def _add_device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu or cuda [cpu]")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu or cuda [cpu]; under torchrun, cuda is the GPU of each process's LOCAL_RANK",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -238,6 +272,12 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
         help="with --rds: MODALITY=ASSAY[,MODALITY=ASSAY...], e.g. rna=RNA,adt=ADT "
         "[every assay with counts, named by its lower-cased name]",
     )
+    p.add_argument(
+        "--backed",
+        action="store_true",
+        help="keep the counts on disk (out-of-core): each minibatch is read from the "
+        "--h5mu / --modality files, which must store X as CSR, one file per modality",
+    )
 
 
 def _add_training_args(p: argparse.ArgumentParser, n_components: int | None) -> None:
@@ -253,6 +293,19 @@ def _add_training_args(p: argparse.ArgumentParser, n_components: int | None) -> 
     )
     p.add_argument("--max-epochs", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="fp32, or bf16 autocast of the forward pass (GPU with bf16 support, or CPU) [fp32]",
+    )
+    p.add_argument(
+        "--shuffle",
+        default="auto",
+        choices=["auto", "global", "chunked"],
+        help="order of each epoch's draws: chunked reads --backed data in whole chunks "
+        "[auto: chunked with --backed, else global]",
+    )
     p.add_argument(
         "--checkpoint-dir",
         default=None,
@@ -326,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         rds_file, folder = _rds_outputs(args.out)
         args.out = str(folder)
     summary, model = run_fit(mdata, args)
+    if not summary:  # a torchrun process other than 0: process 0 writes and reports
+        return 0
     print(f"mmaavi: results written to {args.out}")
     if rds_file is not None:
         _write_rds(mdata, model, args, rds_file)
