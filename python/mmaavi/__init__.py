@@ -7,6 +7,7 @@ measured in any subset of modalities (RNA, ATAC, ADT, ...) into one batch-correc
 __version__ = "0.1.0"
 
 from . import data, datasets, graph, io  # noqa: E402
+from ._settings import settings  # noqa: E402
 from .model import MMAAVI  # noqa: E402
 
-__all__ = ["MMAAVI", "__version__", "data", "datasets", "graph", "io"]
+__all__ = ["MMAAVI", "__version__", "data", "datasets", "graph", "io", "settings"]
