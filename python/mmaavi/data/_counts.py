@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 CHUNK_ROWS = 1024
 #: a chunk is read whole when at least this share of its rows is wanted, else run by run
 WHOLE_CHUNK_SHARE = 1 / 16
-#: default size limit of the chunk cache of one modality
-CACHE_BYTES = 256 << 20
+#: storage chunks the cache of one modality holds: a shuffle window of the chunked epoch order
+#: (64 chunks, see :mod:`mmaavi.data._sampling`) and a margin, so a window is read once
+CACHE_CHUNKS = 80
 #: rows per chunk of a streaming pass (transform fits, scans)
 SCAN_ROWS = 4096
 
@@ -91,13 +92,14 @@ class BackedCounts:
         Int (n_local,) global position of each of the file's rows.
     n_cells
         Number of cells in the global order.
-    cache_bytes
-        Size limit of the chunk cache.
+    cache_chunks
+        Storage chunks the LRU cache holds.
 
     Notes
     -----
     Memory: the row pointers (8 bytes per stored row), the global -> file row map (8 bytes per
-    cell) and the cache; the counts themselves stay on disk.
+    cell) and the cache (``cache_chunks`` x ``CHUNK_ROWS`` rows of CSR); the counts themselves
+    stay on disk.
     """
 
     def __init__(
@@ -106,7 +108,7 @@ class BackedCounts:
         group: str,
         positions: np.ndarray,
         n_cells: int,
-        cache_bytes: int = CACHE_BYTES,
+        cache_chunks: int = CACHE_CHUNKS,
     ) -> None:
         import h5py
 
@@ -129,8 +131,7 @@ class BackedCounts:
         self._local[positions] = np.arange(n_local, dtype=np.int64)
         self._shape = (int(n_cells), int(self._shape_of(node)[1]))
         self._cache: OrderedDict[int, sp.csr_matrix] = OrderedDict()
-        self._cache_bytes = 0
-        self.cache_limit = int(cache_bytes)
+        self.cache_chunks = max(1, int(cache_chunks))
         #: slices read from the file so far (whole chunks and runs), for diagnostics
         self.reads = 0
 
@@ -238,10 +239,7 @@ class BackedCounts:
             return block
         start = chunk * CHUNK_ROWS
         block = self._slice(start, min(start + CHUNK_ROWS, self.n_stored))
-        size = block.data.nbytes + block.indices.nbytes + block.indptr.nbytes
         self._cache[chunk] = block
-        self._cache_bytes += size
-        while self._cache_bytes > self.cache_limit and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= old.data.nbytes + old.indices.nbytes + old.indptr.nbytes
+        while len(self._cache) > self.cache_chunks:
+            self._cache.popitem(last=False)
         return block

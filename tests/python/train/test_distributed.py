@@ -83,3 +83,33 @@ def test_bmmc_two_processes_reach_the_single_process_floors(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     print(r0["train_info"], metrics)
     _assert_integrates(metrics["mmaavi"], metrics["pca"], BMMC_FLOORS)
+
+
+def test_bad_launch_environments_say_what_is_wrong(monkeypatch):
+    import torch
+
+    from mmaavi.train import _distributed as parallel
+
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match=r"WORLD_SIZE='two': expected an integer"):
+        parallel.from_environment()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    ctx = parallel.from_environment()
+    assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.is_main) == (1, 2, 1, False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"LOCAL_RANK=1 but this node has 1 CUDA GPU"):
+        parallel.process_device(torch.device("cuda"), ctx)
+
+
+def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
+    import torch
+
+    from mmaavi.model import _resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    with pytest.raises(ValueError, match=r"precision='bf16' needs a GPU with bfloat16 support"):
+        _resolve_precision("bf16", torch.device("cuda"))
+    assert _resolve_precision("bf16", torch.device("cpu")) == "bf16"
