@@ -163,6 +163,7 @@
       mmaavi.r = as.character(utils::packageVersion("mmaavi")),
       mmaavi.python = .mmaavi$versions$mmaavi,
       torch = .mmaavi$versions$torch,
+      blas = .mmaavi$versions$blas,
       python = .mmaavi$versions$python
     )
   )

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import __version__
+from . import __version__, _blas
 
 __all__ = ["bayes_factors", "describe", "fit", "impute", "latent", "load", "versions"]
 
@@ -63,12 +63,14 @@ _INT_ARGS = frozenset(
 
 
 def versions() -> dict[str, str]:
-    """Versions of mmaavi and the libraries it runs on, as plain str, for ``mmaavi_python_info()``."""
+    """Versions of mmaavi and the libraries it runs on, as plain str, for ``mmaavi_python_info()``;
+    ``blas``: the library torch's matrix products reach (:func:`mmaavi._blas.torch_blas`)."""
     from importlib.metadata import version
 
     out = {"mmaavi": __version__, "python": sys.version.split()[0], "executable": sys.executable}
     for package in ("torch", "numpy", "scipy", "pandas", "anndata", "mudata"):
         out[package] = str(version(package))
+    out["blas"] = str(_blas.torch_blas())
     return out
 
 

@@ -53,6 +53,15 @@ test_that("mmaavi_python_info reports the Python used and matching versions", {
   expect_output(print(info), "torch")
 })
 
+test_that("torch's matrix products reach torch's own BLAS in this R process, not R's", {
+  skip_without_python()
+  # R's BLAS is loaded with libR, before Python: without mmaavi's deep binding of torch its
+  # sgemm_ calls bind to R's library and float32 results differ from Python's
+  blas <- mmaavi_python_info()$versions$blas
+  expect_match(blas, "libtorch_cpu\\.so \\(torch's own\\)")
+  expect_output(print(mmaavi_python_info()), "blas +.*libtorch_cpu")
+})
+
 test_that("Python exceptions arrive as R errors with the Python message only", {
   skip_without_python()
   err <- tryCatch(.py_call("load", tempdir()), error = identity)

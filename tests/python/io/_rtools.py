@@ -30,23 +30,15 @@ def unavailable(message: str) -> None:
 def r_env(r_lib: Path) -> dict[str, str]:
     """Environment of an Rscript child that uses this Python and the installed R package.
 
-    torch's libtorch_cpu.so is preloaded: it exports the BLAS symbols of the MKL it carries
-    (sgemm_, ...), and in a process started by R the global scope already holds R's own BLAS
-    (libR.so needs libblas.so.3), so without the preload torch's matrix products bind to R's
-    BLAS (Debian: the reference BLAS) and give other float32 results than in a Python process
-    (found while writing these tests; the R package does not handle it yet).
+    Nothing is preloaded: the child is an R user's process, in which R's BLAS is loaded before
+    Python, and ``import mmaavi`` must keep torch on its own BLAS there (mmaavi._blas).
     """
-    import torch
-
-    torch_cpu = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
-    preload = " ".join(p for p in (str(torch_cpu), os.environ.get("LD_PRELOAD", "")) if p)
     return dict(
         os.environ,
         R_LIBS=str(r_lib),
         MMAAVI_PYTHON=sys.executable,
         RETICULATE_PYTHON=sys.executable,
         OMP_NUM_THREADS="1",
-        LD_PRELOAD=preload,
     )
 
 
