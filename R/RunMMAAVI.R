@@ -57,7 +57,10 @@ RunMMAAVI.default <- function(object, ...) {
 #'   `NULL`: one batch.
 #' @param labels Optional column with cell labels for semi-supervised training and label
 #'   transfer; `NA` = unlabelled. Predicted labels and their probability are added to the
-#'   cell table.
+#'   cell table. The classes are ordered as the levels of a factor column (unused levels
+#'   dropped), otherwise as [factor()] orders the values (character columns in R's sort
+#'   order, numbers numerically); the same rule as `mmaavi.io.read_rds()` in Python, so both
+#'   give the model the same classes in the same order.
 #' @param observed Optional named list, modality = the name of a logical column of the cell
 #'   table, or the names of the cells that measured it, or a logical vector over the cells.
 #' @param batch.features `"nonzero"` (default): in each batch, a feature without a single count

@@ -83,9 +83,12 @@
   if (all(is.na(values))) {
     .abort("labels column '", labels, "' has no labelled cell (all NA); give at least one label, or labels = NULL for unsupervised training.")
   }
-  out <- as.character(values)
-  out[is.na(values)] <- NA_character_
-  out
+  # The classes' order (the model's class indices, the levels of the predicted labels) follows
+  # one rule on both paths, RunMMAAVI() and mmaavi.io.read_rds() + MMAAVI in Python: a factor
+  # keeps its own level order (unused levels dropped), any other column is ordered as factor()
+  # orders its values (character in R's sort order, numbers numerically).
+  out <- if (is.factor(values)) values else factor(values)
+  droplevels(out)
 }
 
 .check_model_dir <- function(model.dir) {

@@ -107,7 +107,7 @@
 .fit_mosaic <- function(blocks, cells, batch, labels, n.components, model.dir, seed, threads,
                         verbose, args) {
   obs <- data.frame(cell = cells, batch = factor(batch), stringsAsFactors = FALSE)
-  if (!is.null(labels)) obs$label <- factor(labels)
+  if (!is.null(labels)) obs$label <- labels # a factor: its level order is the class order
   if (verbose) {
     message("RunMMAAVI: training on ", length(cells), " cells, modalities ", paste(names(blocks), collapse = ", "), "; model saved to ", model.dir)
   }

@@ -101,3 +101,22 @@ test_that("ReadBMMCMosaic reads the bundled mosaic without Python", {
   expect_identical(as.vector(table(bmmc$cells$batch)), c(311L, 289L, 221L, 279L))
   expect_true(all(bmmc$counts$cite_adt@x == round(bmmc$counts$cite_adt@x)))
 })
+
+test_that("label classes keep a factor's own level order, else factor()'s order (as read_rds)", {
+  table <- data.frame(
+    fac = factor(c("T", NA, "B", "T", "NK"), levels = c("T", "Mono", "NK", "B")),
+    chr = c("T", NA, "B", "T", "NK"),
+    int = c(10L, 2L, NA, 2L, 1L),
+    stringsAsFactors = FALSE
+  )
+  # unsorted levels kept, the unused one (Mono) dropped, NA stays unlabelled
+  fac <- .check_labels(table, "fac", "meta.data")
+  expect_identical(levels(fac), c("T", "NK", "B"))
+  expect_identical(as.character(fac), c("T", NA, "B", "T", "NK"))
+  expect_identical(levels(.check_labels(table, "chr", "meta.data")), sort(c("T", "B", "NK")))
+  # numbers in numeric order (not "1" "10" "2")
+  expect_identical(levels(.check_labels(table, "int", "meta.data")), c("1", "2", "10"))
+  ordered <- table
+  ordered$fac <- factor(ordered$fac, levels = c("NK", "T", "B"), ordered = TRUE)
+  expect_identical(levels(.check_labels(ordered, "fac", "meta.data")), c("NK", "T", "B"))
+})

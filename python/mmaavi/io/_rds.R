@@ -79,8 +79,9 @@ counts_of <- function(object, kind, name, main, assay_type) {
 }
 
 # The cell table (meta.data / colData) column by column, in forms Python reads without loss:
-# factors as 0-based codes (-1 = NA) and levels; character columns likewise, as factor() makes
-# them (levels in R's sort order, which is how RunMMAAVI() orders batches and labels);
+# factors as 0-based codes (-1 = NA) and their own levels (the class order RunMMAAVI() gives a
+# factor label column); character columns likewise, as factor() makes them (levels in R's sort
+# order, which is how RunMMAAVI() orders batches and character labels);
 # logicals, integers and doubles with an NA mask; anything else as character.
 cell_table <- function(object, kind) {
   table <- if (kind == "seurat") object[[]] else SummarizedExperiment::colData(object)

@@ -182,8 +182,9 @@ def read_rds(
     mudata.MuData
         The mosaic as ``RunMMAAVI()`` gives it to the model (one block per modality and batch,
         cells sorted by name within each block), with every cell-table column in ``obs``
-        (character columns as categoricals in R's sort order, as ``factor()`` makes them; R's
-        NA as missing), the batch column categorical in R's order, and ``uns["mmaavi_rds"]``: the file, the class,
+        (factors as categoricals in their own level order, character columns as categoricals
+        in R's sort order, as ``factor()`` makes them; R's NA as missing: as label_key, such a
+        column gives the model the classes in the order ``RunMMAAVI(labels=)`` gives them), the batch column categorical in R's order, and ``uns["mmaavi_rds"]``: the file, the class,
         the object's cell order, the modality -> assay mapping and the batch column.
 
     Raises
