@@ -9,9 +9,12 @@ in-memory implementation; :class:`BackedCounts` is the on-disk one, reading the 
 minibatch and every transform statistic is the same whichever holds the counts.
 
 Disk reads are bulk slices: the rows asked for are grouped by storage chunk
-(:data:`CHUNK_ROWS` consecutive rows of the file); a chunk of which many rows are wanted is
-read whole with one slice of ``data`` / ``indices`` (and kept in a small LRU cache while only
-part of it has been used), otherwise each run of consecutive rows is read with one slice.
+(:data:`CHUNK_ROWS` consecutive rows of the file). A chunk is read whole, with one slice of
+``data`` / ``indices``, and kept in a small LRU cache when many of its rows are wanted or when
+it was asked for recently: the chunked epoch order (:mod:`mmaavi.data._sampling`) comes back to
+the chunks of a window minibatch after minibatch, so from the second minibatch on each chunk
+is read once for the whole window. A chunk touched once, for a few rows (a globally shuffled
+order on large data), is read run by run instead: one slice per run of consecutive rows.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ WHOLE_CHUNK_SHARE = 1 / 16
 #: storage chunks the cache of one modality holds: a shuffle window of the chunked epoch order
 #: (64 chunks, see :mod:`mmaavi.data._sampling`) and a margin, so a window is read once
 CACHE_CHUNKS = 80
+#: chunks remembered as recently touched (a second touch reads the chunk whole)
+TOUCHED_CHUNKS = 4 * CACHE_CHUNKS
 #: rows per chunk of a streaming pass (transform fits, scans)
 SCAN_ROWS = 4096
 
@@ -132,6 +137,7 @@ class BackedCounts:
         self._shape = (int(n_cells), int(self._shape_of(node)[1]))
         self._cache: OrderedDict[int, sp.csr_matrix] = OrderedDict()
         self.cache_chunks = max(1, int(cache_chunks))
+        self._touched: OrderedDict[int, None] = OrderedDict()
         #: slices read from the file so far (whole chunks and runs), for diagnostics
         self.reads = 0
 
@@ -202,10 +208,17 @@ class BackedCounts:
             if members.size == stop - start:  # every row of the chunk: read it, keep nothing
                 block = self._cached(chunk)
                 parts.append(self._slice(start, stop) if block is None else block)
-            elif chunk in self._cache or members.size >= WHOLE_CHUNK_SHARE * (stop - start):
+            elif (
+                chunk in self._cache
+                or chunk in self._touched
+                or members.size >= WHOLE_CHUNK_SHARE * (stop - start)
+            ):
                 parts.append(self._chunk(chunk)[members - start])
             else:
                 parts.append(self._runs(members))
+                self._touched[chunk] = None
+                if len(self._touched) > TOUCHED_CHUNKS:
+                    self._touched.popitem(last=False)
         block = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
         return block[inverse] if wanted.size != local.size or (np.diff(local) <= 0).any() else block
 

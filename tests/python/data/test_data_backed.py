@@ -110,6 +110,14 @@ def test_disk_reads_are_bulk_slices(tmp_path):
     counts.reads = 0
     counts[np.array([3, 4, 5, 900, 4000, 4001])]
     assert counts.reads == 3  # rows 3-5, row 900, rows 4000-4001
+    # a chunk asked for again (as the chunked epoch order does) is read whole and cached
+    counts.reads = 0
+    again = counts[np.array([10, 700])]
+    assert counts.reads == 1
+    counts.reads = 0
+    np.testing.assert_array_equal(counts[np.array([20, 30])].toarray(), x[[20, 30]].toarray())
+    assert counts.reads == 0
+    np.testing.assert_array_equal(again.toarray(), x[[10, 700]].toarray())
     counts.close()
 
 
