@@ -205,6 +205,7 @@ def child(args) -> None:
     draws = int(np.bincount(model.data.batch[train_idx]).max() * model.data.n_batches)
     batch_size = args.batch_size or default_batch_size(len(train_idx))
     cpu_start = _cpu_seconds()
+    faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     model.train(
         max_epochs=args.epochs, seed=0, progress="lines", device=args.device,
         precision=args.precision, early_stopping_patience=10**6, lr_patience=10**6,
@@ -212,6 +213,7 @@ def child(args) -> None:
     )  # fmt: skip
     epochs = model.history["seconds"].to_numpy()
     cpu_train = _cpu_seconds() - cpu_start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_start
     start = time.perf_counter()
     model.get_latent_representation()
     encode = time.perf_counter() - start
@@ -224,6 +226,7 @@ def child(args) -> None:
         "threads": torch.get_num_threads(),
         "batch_size": int(batch_size),
         "batch_rule": "fixed" if args.batch_size else "default",
+        "allocator": "glibc, mmap off" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "glibc",
         "draws_per_epoch": draws,
         "epochs": int(len(epochs)),
         "setup_s": round(setup, 1),
@@ -233,6 +236,8 @@ def child(args) -> None:
         # CPU seconds of the process (one torch thread): hardly changed by other jobs on the
         # cores, unlike the wall time; includes the run's set-up of the loop (small)
         "cpu_seconds_per_epoch": round(cpu_train / len(epochs), 2),
+        # minor page faults while training: memory freshly mapped (and zeroed) by the allocator
+        "page_faults_per_epoch": int(faults / len(epochs)),
         "encode_cells_per_s": round(info["n_cells"] / encode, 1),
         "peak_rss_gb_setup": round(rss_setup, 3),
         "peak_rss_gb": round(_peak_rss_gb(), 3),
@@ -260,6 +265,11 @@ def _cpu(record: dict) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _faults(record: dict) -> str:
+    value = record.get("page_faults_per_epoch")
+    return "-" if value is None else f"{value:,}"
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -281,6 +291,12 @@ def run(family: str, n_cells: int, args) -> dict:
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    if args.keep_freed_memory:
+        # glibc: no mmap for large blocks and no trimming, so the memory a training step frees
+        # is reused by the next instead of being unmapped and faulted in again (zeroed)
+        env.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(1 << 40))
+        out = out.with_name(out.stem + "_keep.json")
+        cmd[cmd.index("--json") + 1] = str(out)
     print(f">> {family} {n_cells} cells: {' '.join(cmd[2:])}", flush=True)
     subprocess.run(cmd, check=True, env=env)
     record = json.loads(out.read_text())
@@ -302,33 +318,36 @@ def report() -> None:
     records = [json.loads(line) for line in RECORDS.read_text().splitlines() if line.strip()]
     latest = {}
     for r in records:  # the latest run of each configuration
-        key = (r["family"], r["n_cells"], r["backed"], r["device"], r["precision"], r["batch_rule"])
+        key = (r["family"], r["n_cells"], r["backed"], r["device"], r["precision"],
+               r["batch_rule"], r.get("allocator", "glibc"))  # fmt: skip
         latest[key] = r
     rows = sorted(latest.values(), key=lambda r: (r["family"], r["device"], r["precision"],
-                                                  not r["backed"], r["batch_rule"], r["n_cells"]))  # fmt: skip
+                                                  not r["backed"], r["batch_rule"],
+                                                  r.get("allocator", "glibc"), r["n_cells"]))  # fmt: skip
     lines = [
-        "| family | cells | data | device | precision | batch size | cells drawn / epoch "
-        "| setup s | s / epoch | CPU s / epoch | cells / s | encode cells / s | peak RSS GB "
-        "| load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| family | cells | data | device | precision | batch size | allocator "
+        "| cells drawn / epoch | setup s | s / epoch | CPU s / epoch | cells / s "
+        "| encode cells / s | peak RSS GB | page faults / epoch | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['family']} | {r['n_cells']:,} | {'backed' if r['backed'] else 'in memory'} "
             f"| {r['device']} | {r['precision']} | {r['batch_size']:,} | "
-            f"{r['draws_per_epoch']:,} | {r['setup_s']:.0f} | {r['seconds_per_epoch']:.1f} | "
+            f"{r.get('allocator', 'glibc')} | {r['draws_per_epoch']:,} | {r['setup_s']:.0f} | {r['seconds_per_epoch']:.1f} | "
             f"{_cpu(r)} | "
             f"{r['cells_per_s']:,.0f} | {r['encode_cells_per_s']:,.0f} | {r['peak_rss_gb']:.2f} "
-            f"| {r['load_average'][0]:.1f} |"
+            f"| {_faults(r)} | {r['load_average'][0]:.1f} |"
         )
     slopes = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     groups = {}
     for r in rows:
         if r["backed"]:
-            key = (r["family"], r["device"], r["precision"], r["batch_rule"])
+            key = (r["family"], r["device"], r["precision"], r["batch_rule"],
+                   r.get("allocator", "glibc"))  # fmt: skip
             groups.setdefault(key, []).append(r)
-    for (family, device, precision, rule), group in groups.items():
+    for (family, device, precision, rule, allocator), group in groups.items():
         group = sorted(group, key=lambda r: r["n_cells"])
         n = np.array([r["n_cells"] for r in group], dtype=float)
         on_cpu = all("cpu_seconds_per_epoch" in r for r in group)
@@ -338,7 +357,9 @@ def report() -> None:
         sizes = (
             "default batch size" if rule == "default" else f"batch size {group[0]['batch_size']}"
         )
-        label = f"{family} ({device}, {precision}, {sizes})"
+        label = f"{family} ({device}, {precision}, {sizes}" + (
+            ", glibc mmap off)" if allocator != "glibc" else ")"
+        )
         axes[0].loglog(n, t, "o-", label=label)
         axes[1].semilogx(n, rss, "o-", label=label)
         big = n >= 1e5
@@ -382,6 +403,12 @@ def main() -> None:
         p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
         p.add_argument("--in-memory", dest="backed", action="store_false")
         p.add_argument("--batch-size", type=int, default=None, help="[the default rule]")
+        p.add_argument(
+            "--keep-freed-memory",
+            action="store_true",
+            help="run with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2^40 (glibc keeps freed "
+            "memory for the next step instead of unmapping it)",
+        )
     sub.add_parser("report")
     c = sub.add_parser("_child")
     c.add_argument("--folder", required=True)
