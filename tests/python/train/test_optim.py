@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from mmaavi.train import _optim as optim
 from mmaavi.train._optim import FlatRMSprop
 
 
@@ -45,6 +46,19 @@ def test_same_updates_as_torch_rmsprop():
     _train(flat, FlatRMSprop(flat.parameters(), lr=1e-2), 30)
     _assert_same(reference, flat)
     assert torch.equal(flat.unused, _model().unused)  # no gradient ever: never moved
+
+
+def test_same_updates_when_the_buffer_is_updated_in_segments(monkeypatch):
+    # segments of at most 20 elements: several per step, some holding parameters that get
+    # no gradient next to ones that do, one parameter larger than a segment
+    monkeypatch.setattr(optim, "SEGMENT", 20)
+    reference, flat = _model(), _model()
+    optimizer = FlatRMSprop(flat.parameters(), lr=1e-2)
+    assert len(optimizer._segments) > 3
+    assert optimizer._scratch_grad.numel() == max(p.numel() for p in flat.parameters())
+    _train(reference, torch.optim.RMSprop(reference.parameters(), lr=1e-2), 30)
+    _train(flat, optimizer, 30)
+    _assert_same(reference, flat)
 
 
 def test_parameters_become_views_of_one_buffer_with_values_kept():
