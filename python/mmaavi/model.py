@@ -305,7 +305,9 @@ class MMAAVI:
         lr
             RMSprop learning rate.
         batch_size
-            Minibatch size; default ``max(n_train // 65, 32)``.
+            Minibatch size; default ``max(n_train // 65, 32)``, capped for large data so that
+            a minibatch holds at most 2^23 cells x features (see
+            :func:`mmaavi.data.default_batch_size`).
         validation_size
             Fraction of cells held out (seeded, per batch) to monitor the loss.
         seed

@@ -86,9 +86,33 @@ SHUFFLE_CHUNK = 1024
 SHUFFLE_WINDOW = 64
 
 
-def default_batch_size(n_train: int) -> int:
-    """Default minibatch size, ``max(n_train // 65, 32)``."""
-    return max(int(n_train) // 65, 32)
+#: most cells x features (all modalities) a default minibatch holds: ~1 GB of training
+#: activations at the ~110 bytes per cell and feature measured on the BMMC mosaic (benchmarks/
+#: scale.py: ~300 KB per cell over its 2,700 features)
+MAX_CELL_FEATURES = 2**23
+
+
+def default_batch_size(n_train: int, n_features: int | None = None) -> int:
+    """Default minibatch size: ``max(n_train // 65, 32)``, at most ``MAX_CELL_FEATURES //
+    n_features`` cells (but never below 32).
+
+    The published rule (about 65 steps per epoch) makes minibatches grow with the data: 13,846
+    cells at a million cells, whose training activations alone took ~4 GB. The cap keeps the
+    memory of a step bounded whatever the number of cells (it applies from ~200,000 cells for
+    a BMMC-like mosaic of 2,700 features, ~20,000 for SNARE-seq's 27,000); smaller data sets get
+    the published rule unchanged.
+
+    Parameters
+    ----------
+    n_train
+        Number of training cells.
+    n_features
+        Total number of features over all modalities (decoder outputs); ``None``: no cap.
+    """
+    size = max(int(n_train) // 65, 32)
+    if n_features:
+        size = min(size, max(MAX_CELL_FEATURES // int(n_features), 32))
+    return size
 
 
 def _split(order: np.ndarray, batch_size: int) -> list[np.ndarray]:

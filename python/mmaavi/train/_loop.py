@@ -249,7 +249,9 @@ class _Run:
         torch.manual_seed(plan.seed + ctx.rank)
         self.rng = np.random.default_rng(plan.seed)
         self.train_idx, self.val_idx = train_val_split(data.batch, plan.validation_size, plan.seed)
-        self.batch_size = plan.batch_size or default_batch_size(len(self.train_idx))
+        self.batch_size = plan.batch_size or default_batch_size(
+            len(self.train_idx), sum(data.n_features(m) for m in data.modalities)
+        )
         if self.batch_size < 2 * ctx.world_size:
             raise ValueError(
                 f"Data-parallel training on {ctx.world_size} processes needs a batch_size of at "

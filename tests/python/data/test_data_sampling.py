@@ -61,6 +61,17 @@ def test_default_batch_size():
     assert default_batch_size(65 * 100 + 64) == 100
 
 
+def test_default_batch_size_is_capped_by_cells_times_features():
+    # the published rule for small data, whatever the features
+    assert default_batch_size(65 * 100, n_features=2_700) == 100
+    assert default_batch_size(10_000, n_features=27_411) == 10_000 // 65
+    # a million BMMC-like cells: 2^23 cell-features per minibatch instead of 13,846 cells
+    assert default_batch_size(900_000, n_features=2_700) == 2**23 // 2_700
+    assert default_batch_size(900_000) == 900_000 // 65
+    # never below 32
+    assert default_batch_size(900_000, n_features=10**7) == 32
+
+
 def test_balanced_epoch_counts_and_reproducibility():
     codes = codes_for([50, 10, 3])
     train_idx = np.arange(codes.size) + 1000
