@@ -38,6 +38,9 @@ Runner contract: ``<python> benchmarks/methods/<method>.py --task-dir D --out O 
     benchmarks/.venv-peers/bin/python benchmarks/bench.py evaluate
     benchmarks/.venv-peers/bin/python benchmarks/bench.py report
 
+After a change to one method, ``run --methods mmaavi`` and ``evaluate --methods mmaavi`` redo
+its runs and scores alone; ``report`` then tables them with the others' earlier results.
+
 The ``prepare`` and ``run`` stages need only anndata (either venv); ``evaluate`` needs
 scib-metrics, ``report`` matplotlib.
 """
@@ -379,14 +382,17 @@ def _score_job(job: tuple[str, str, int]) -> dict | None:
     return score_run(*job)
 
 
-def evaluate(tasks: list[str], jobs: int) -> None:
-    """Score every run of ``tasks``; ``jobs`` processes at once (one thread each)."""
+def evaluate(tasks: list[str], jobs: int, methods: list[str] | None = None) -> None:
+    """Score every run of ``tasks`` (of ``methods`` only, when given: a method re-run alone is
+    re-scored without scoring the others again); ``jobs`` processes at once (one thread each)."""
     from concurrent.futures import ProcessPoolExecutor
 
     todo = []
     for task in tasks:
         for record in sorted((WORK / "runs" / task).glob("*/seed*/record.json")):
-            todo.append((task, record.parent.parent.name, int(record.parent.name[4:])))
+            method = record.parent.parent.name
+            if methods is None or method in methods:
+                todo.append((task, method, int(record.parent.name[4:])))
     # the slowest (largest task) first, so the pool does not end on one long job
     todo.sort(
         key=lambda job: -json.loads((WORK / "tasks" / job[0] / "task.json").read_text())["n_cells"]
@@ -591,6 +597,7 @@ def main() -> None:
     e = sub.add_parser("evaluate")
     e.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     e.add_argument("--jobs", type=int, default=1, help="runs scored at once")
+    e.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), help="[all]")
     sub.add_parser("report")
     args = parser.parse_args()
 
@@ -613,7 +620,7 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_one(*job, timeout=args.timeout), jobs))
     elif args.stage == "evaluate":
-        evaluate(args.tasks, args.jobs)
+        evaluate(args.tasks, args.jobs, args.methods)
     else:
         print(report())
 
