@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -59,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _machine import cpu_model
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -414,16 +414,6 @@ def _mean_sd(values: list[float], digits: int = 3) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 PEERS = ("multivi", "glue", "midas")
 
 
@@ -524,7 +514,7 @@ def report() -> str:
     versions = sorted({f"{METHODS[r['method']][1]}: {r['version']}" for r in rows})
     text = "\n".join(
         [
-            f"Machine: {_cpu()}, {os.cpu_count()} cores, one thread per method; generated "
+            f"Machine: {cpu_model()}, {os.cpu_count()} cores, one thread per method; generated "
             f"{time.strftime('%Y-%m-%d')} by `benchmarks/bench.py report`. scib-metrics Total = "
             "0.6 Bio + 0.4 Batch, unscaled; mean ± sd over seeds. train s: the runner's wall "
             "clock around training; CPU s: user + system seconds of the whole run process "

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".scale-data"
@@ -245,7 +245,7 @@ def child(args) -> None:
         "peak_rss_gb": round(_peak_rss_gb(), 3),
         "nnz": info["nnz"],
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "torch": torch.__version__,
         "mmaavi": mmaavi.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -270,16 +270,6 @@ def _cpu(record: dict) -> str:
 def _faults(record: dict) -> str:
     value = record.get("page_faults_per_epoch")
     return "-" if value is None else f"{value:,}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def run(family: str, n_cells: int, args) -> dict:
