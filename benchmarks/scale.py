@@ -189,7 +189,7 @@ def child(args) -> None:
 
     torch.set_num_threads(1)
     import mmaavi
-    from mmaavi.data import default_batch_size, train_val_split
+    from mmaavi.data import train_val_split
 
     folder = Path(args.folder)
     info = json.loads((folder / "dataset.json").read_text())
@@ -204,15 +204,14 @@ def child(args) -> None:
     rss_setup = _peak_rss_gb()
     train_idx, _ = train_val_split(model.data.batch, 0.1, 0)
     draws = int(np.bincount(model.data.batch[train_idx]).max() * model.data.n_batches)
-    n_features = sum(model.data.n_features(m) for m in model.data.modalities)
-    batch_size = args.batch_size or default_batch_size(len(train_idx), n_features)
     cpu_start = _cpu_seconds()
     faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     model.train(
         max_epochs=args.epochs, seed=0, progress="lines", device=args.device,
         precision=args.precision, early_stopping_patience=10**6, lr_patience=10**6,
-        batch_size=batch_size,
+        batch_size=args.batch_size,
     )  # fmt: skip
+    batch_size = model.train_info["batch_size"]  # the loop's default rule unless given
     epochs = model.history["seconds"].to_numpy()
     cpu_train = _cpu_seconds() - cpu_start
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_start
@@ -311,12 +310,13 @@ def report() -> None:
     latest = {}
     for r in records:  # the latest run of each configuration
         r.setdefault("batch_rule", "published")  # the first runs, before the key existed
+        r.setdefault("allocator", "glibc")  # runs from before --keep-freed-memory
         key = (r["family"], r["n_cells"], r["backed"], r["device"], r["precision"],
-               r["batch_rule"], r.get("allocator", "glibc"))  # fmt: skip
+               r["batch_rule"], r["allocator"])  # fmt: skip
         latest[key] = r
     rows = sorted(latest.values(), key=lambda r: (r["family"], r["device"], r["precision"],
                                                   not r["backed"], r["batch_rule"],
-                                                  r.get("allocator", "glibc"), r["n_cells"]))  # fmt: skip
+                                                  r["allocator"], r["n_cells"]))  # fmt: skip
     lines = [
         "| family | cells | data | device | precision | batch size | allocator "
         "| cells drawn / epoch | setup s | s / epoch | CPU s / epoch | cells / s "
@@ -327,7 +327,7 @@ def report() -> None:
         lines.append(
             f"| {r['family']} | {r['n_cells']:,} | {'backed' if r['backed'] else 'in memory'} "
             f"| {r['device']} | {r['precision']} | {r['batch_size']:,} | "
-            f"{r.get('allocator', 'glibc')} | {r['draws_per_epoch']:,} | {r['setup_s']:.0f} | {r['seconds_per_epoch']:.1f} | "
+            f"{r['allocator']} | {r['draws_per_epoch']:,} | {r['setup_s']:.0f} | {r['seconds_per_epoch']:.1f} | "
             f"{_cpu(r)} | "
             f"{r['cells_per_s']:,.0f} | {r['encode_cells_per_s']:,.0f} | {r['peak_rss_gb']:.2f} "
             f"| {_faults(r)} | {r['load_average'][0]:.1f} |"
@@ -338,7 +338,7 @@ def report() -> None:
     for r in rows:
         if r["backed"]:
             key = (r["family"], r["device"], r["precision"], r["batch_rule"],
-                   r.get("allocator", "glibc"))  # fmt: skip
+                   r["allocator"])  # fmt: skip
             groups.setdefault(key, []).append(r)
     for (family, device, precision, rule, allocator), group in groups.items():
         group = sorted(group, key=lambda r: r["n_cells"])
