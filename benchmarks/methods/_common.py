@@ -135,7 +135,9 @@ def load_task(task_dir: Path) -> Task:
         task.mods[m] = a
         col = f"has_{m}"
         if col in cells and int(cells[col].astype(bool).sum()) != a.n_obs:
-            raise ValueError(f"{m}.h5ad has {a.n_obs} cells but cells.csv {col} says {cells[col].sum()}")
+            raise ValueError(
+                f"{m}.h5ad has {a.n_obs} cells but cells.csv {col} says {cells[col].sum()}"
+            )
     if "n_cells" in meta and int(meta["n_cells"]) != len(cells):
         raise ValueError(f"task.json n_cells={meta['n_cells']} but cells.csv has {len(cells)} rows")
     return task
@@ -148,7 +150,9 @@ def write_outputs(out: Path, task: Task, embedding, run: dict) -> None:
         raise ValueError(f"embedding has shape {emb.shape}, expected ({task.n_cells}, d)")
     bad = ~np.isfinite(emb).all(axis=1)
     if bad.any():
-        raise ValueError(f"embedding has {bad.sum()} rows with NaN/inf (e.g. {task.cells.index[bad][:3].tolist()})")
+        raise ValueError(
+            f"embedding has {bad.sum()} rows with NaN/inf (e.g. {task.cells.index[bad][:3].tolist()})"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "embedding.npy", emb)

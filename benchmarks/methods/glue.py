@@ -22,7 +22,9 @@
 
 from __future__ import annotations
 
-import _common as C  # noqa: I001  (first: pins threads)
+import _common as C  # first: pins the thread count before numpy and torch load
+
+# isort: split
 
 import re
 import shutil
@@ -35,6 +37,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 # a few common antibody -> gene symbol aliases (CITE-seq panels name proteins by CD number)
+# fmt: off
 ADT_ALIASES = {
     "CD3": "CD3E", "CD8": "CD8A", "CD16": "FCGR3A", "CD32": "FCGR2A", "CD64": "FCGR1A",
     "CD45": "PTPRC", "CD45RA": "PTPRC", "CD45RO": "PTPRC", "CD56": "NCAM1", "CD11B": "ITGAM",
@@ -50,6 +53,7 @@ ADT_ALIASES = {
     "CD303": "CLEC4C", "CD304": "NRP1", "CD335": "NCR1", "CD337": "NCR3", "CD366": "HAVCR2",
     "TCRAB": "TRAC", "TCRGD": "TRDC", "IGD": "IGHD", "IGM": "IGHM", "CD16/32": "FCGR3A",
 }
+# fmt: on
 
 
 def adt_gene(name: str, genes: set[str]) -> str | None:
@@ -76,7 +80,6 @@ def placed_genes(var) -> np.ndarray:
 
 
 def run(args) -> None:
-    import anndata as ad
     import networkx as nx
     import scanpy as sc
     import scglue
@@ -107,11 +110,19 @@ def run(args) -> None:
     sc.pp.normalize_total(rna)
     sc.pp.log1p(rna)
     sc.pp.scale(rna)
-    sc.tl.pca(rna, n_comps=min(100, rna.n_obs - 1, int(rna.var["highly_variable"].sum()) - 1), svd_solver="auto")
+    sc.tl.pca(
+        rna,
+        n_comps=min(100, rna.n_obs - 1, int(rna.var["highly_variable"].sum()) - 1),
+        svd_solver="auto",
+    )
     adatas["rna"] = rna
-    notes.append(f"RNA: {int(rna.var['highly_variable'].sum())} HVG (seurat_v3, of {rna.n_vars}), PCA {rna.obsm['X_pca'].shape[1]}")
+    notes.append(
+        f"RNA: {int(rna.var['highly_variable'].sum())} HVG (seurat_v3, of {rna.n_vars}), PCA {rna.obsm['X_pca'].shape[1]}"
+    )
     if task.measured_in("rna") is not None:
-        notes.append("RNA genes not measured in a batch are zeros (GLUE has no per-batch gene mask)")
+        notes.append(
+            "RNA genes not measured in a batch are zeros (GLUE has no per-batch gene mask)"
+        )
 
     graph = nx.MultiDiGraph()
     # --- ATAC (tutorial preprocessing + RNA-anchored guidance graph)
@@ -181,8 +192,13 @@ def run(args) -> None:
         layer = "counts" if m in ("rna", "adt") else None
         rep = "X_lsi" if m == "atac" else "X_pca"
         scglue.models.configure_dataset(
-            a, "NB", use_highly_variable=True, use_layer=layer, use_rep=rep,
-            use_batch=task.batch_key, use_obs_names=True,
+            a,
+            "NB",
+            use_highly_variable=True,
+            use_layer=layer,
+            use_rep=rep,
+            use_batch=task.batch_key,
+            use_obs_names=True,
         )
     combo = task.combination()
     n_paired = int((combo.str.contains(r"\+")).sum())
@@ -244,8 +260,11 @@ def run(args) -> None:
         fit_kws["directory"] = tmp
         with C.stopwatch(result):
             glue = scglue.models.fit_SCGLUE(
-                adatas, guidance_hvf, model=scglue.models.PairedSCGLUEModel,
-                init_kws={"random_seed": args.seed}, fit_kws=fit_kws,
+                adatas,
+                guidance_hvf,
+                model=scglue.models.PairedSCGLUEModel,
+                init_kws={"random_seed": args.seed},
+                fit_kws=fit_kws,
             )
         emb_sum = None
         counts = np.zeros(task.n_cells)
@@ -266,19 +285,29 @@ def run(args) -> None:
     )
     notes.append(f"epochs per stage (pretrain, fine-tune) = {stages}")
     if balance_fallback:
-        notes.append("balancing weights were NaN after pretraining (no cross-modality cluster match): uniform weights used")
+        notes.append(
+            "balancing weights were NaN after pretraining (no cross-modality cluster match): uniform weights used"
+        )
     notes.append(
-        "GLUE defaults (lr 2e-3, latent 50, AUTO schedule)" if args.max_epochs is None else
-        f"max_epochs={args.max_epochs} per stage, align_burnin={fit_kws['align_burnin']}, "
+        "GLUE defaults (lr 2e-3, latent 50, AUTO schedule)"
+        if args.max_epochs is None
+        else f"max_epochs={args.max_epochs} per stage, align_burnin={fit_kws['align_burnin']}, "
         f"patience={fit_kws['patience']}, reduce_lr_patience={fit_kws['reduce_lr_patience']} "
         "(GLUE's AUTO ratios); otherwise GLUE defaults (lr 2e-3, latent 50)"
     )
     C.write_outputs(
-        args.out, task, emb,
+        args.out,
+        task,
+        emb,
         {
-            "method": "glue", "task": task.name, "seed": args.seed,
-            "train_seconds": result["train_seconds"], "epochs": epochs, "epoch_cap": args.max_epochs,
-            "version": f"scglue {scglue.__version__}", "notes": "; ".join(notes),
+            "method": "glue",
+            "task": task.name,
+            "seed": args.seed,
+            "train_seconds": result["train_seconds"],
+            "epochs": epochs,
+            "epoch_cap": args.max_epochs,
+            "version": f"scglue {scglue.__version__}",
+            "notes": "; ".join(notes),
             "seconds_per_epoch": round(sum(stage_seconds) / max(epochs, 1), 3),
             "epochs_per_stage": stages,
             "stage_seconds": stage_seconds,

@@ -18,9 +18,10 @@ this machine or for the published architecture:
 
 from __future__ import annotations
 
-import _common as C  # noqa: I001  (first: pins threads)
+import _common as C  # first: pins the thread count before numpy and torch load
 
-import re
+# isort: split
+
 import tempfile
 
 import numpy as np
@@ -78,7 +79,9 @@ def run(args) -> None:
             counts = pd.Series(var["chrom"].astype(str).to_numpy()).value_counts(sort=False)
             chroms = list(dict.fromkeys(var["chrom"].astype(str)))
             dims_x["atac"] = [int(counts[c]) for c in chroms]
-            notes.append(f"ATAC: {var.shape[0]} peaks in {len(chroms)} chromosome chunks, binarized")
+            notes.append(
+                f"ATAC: {var.shape[0]} peaks in {len(chroms)} chromosome chunks, binarized"
+            )
         else:
             dims_x[m] = [x.shape[1]]
         obs = pd.DataFrame({"batch": midas_batch.loc[a.obs_names].to_numpy()}, index=a.obs_names)
@@ -103,8 +106,11 @@ def run(args) -> None:
     scmidas.MIDAS.setup_mudata(mdata, batch_key="batch", dims_x=dims_x)
     configs = dict(scmidas.load_config())
     configs.update(
-        lr_net=QUICKSTART["lr_net"], lr_dsc=QUICKSTART["lr_dsc"],
-        num_workers=0, pin_memory=False, persistent_workers=False,
+        lr_net=QUICKSTART["lr_net"],
+        lr_dsc=QUICKSTART["lr_dsc"],
+        num_workers=0,
+        pin_memory=False,
+        persistent_workers=False,
     )
     max_epochs = args.max_epochs if args.max_epochs is not None else QUICKSTART["max_epochs"]
 
@@ -117,12 +123,20 @@ def run(args) -> None:
     result = {}
     with tempfile.TemporaryDirectory(prefix="midas-") as tmp:
         model = scmidas.MIDAS(
-            mdata, configs=configs, batch_size=QUICKSTART["batch_size"], save_model_path=tmp,
+            mdata,
+            configs=configs,
+            batch_size=QUICKSTART["batch_size"],
+            save_model_path=tmp,
         )
         with C.stopwatch(result):
             model.train(
-                max_epochs=max_epochs, accelerator="cpu", devices=1, enable_progress_bar=False,
-                logger=False, enable_checkpointing=False, enable_model_summary=False,
+                max_epochs=max_epochs,
+                accelerator="cpu",
+                devices=1,
+                enable_progress_bar=False,
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
                 callbacks=[Count()],
             )
         z = model.get_latent_representation(kind="c")
@@ -143,11 +157,18 @@ def run(args) -> None:
         + (f"; epochs capped at {args.max_epochs}" if args.max_epochs is not None else "")
     )
     C.write_outputs(
-        args.out, task, emb,
+        args.out,
+        task,
+        emb,
         {
-            "method": "midas", "task": task.name, "seed": args.seed,
-            "train_seconds": result["train_seconds"], "epochs": epochs, "epoch_cap": args.max_epochs,
-            "version": f"scmidas {scmidas.__version__}", "notes": "; ".join(notes),
+            "method": "midas",
+            "task": task.name,
+            "seed": args.seed,
+            "train_seconds": result["train_seconds"],
+            "epochs": epochs,
+            "epoch_cap": args.max_epochs,
+            "version": f"scmidas {scmidas.__version__}",
+            "notes": "; ".join(notes),
             "seconds_per_epoch": round(result["train_seconds"] / max(epochs, 1), 3),
         },
     )

@@ -12,7 +12,9 @@ stopping on a 10 % validation split), except ``max_epochs`` when capped.
 
 from __future__ import annotations
 
-import _common as C  # noqa: I001  (first: pins threads)
+import _common as C  # first: pins the thread count before numpy and torch load
+
+# isort: split
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,9 +30,12 @@ def full_layout(task: C.Task, modality: str):
     x = sp.csr_matrix(a.X, dtype=np.float32)
     rows = task.cells.index.get_indexer(a.obs_names)
     p = sp.csr_matrix(
-        (np.ones(len(rows), np.float32), (rows, np.arange(len(rows)))), shape=(task.n_cells, len(rows))
+        (np.ones(len(rows), np.float32), (rows, np.arange(len(rows)))),
+        shape=(task.n_cells, len(rows)),
     )
-    full = ad.AnnData(X=(p @ x).tocsr(), obs=task.cells[[task.batch_key]].copy(), var=a.var[[]].copy())
+    full = ad.AnnData(
+        X=(p @ x).tocsr(), obs=task.cells[[task.batch_key]].copy(), var=a.var[[]].copy()
+    )
     full.var_names = [f"{modality}:{v}" for v in a.var_names]
     return full
 
@@ -58,7 +63,9 @@ def run(args) -> None:
         n0 = full.n_vars
         if m != "adt":  # tutorial: features in >= 1 % of the cells; proteins are all kept
             sc.pp.filter_genes(full, min_cells=int(task.n_cells * 0.01))
-        C.log(f"{m}: {full.n_obs} x {full.n_vars} (of {n0} features; {int(task.has(m).sum())} cells measured)")
+        C.log(
+            f"{m}: {full.n_obs} x {full.n_vars} (of {n0} features; {int(task.has(m).sum())} cells measured)"
+        )
         notes.append(f"{m}: kept {full.n_vars}/{n0} features detected in >=1% of cells")
         mods[m] = full
     if task.measured_in("rna") is not None:
@@ -96,7 +103,9 @@ def run(args) -> None:
         if "adt" in mods
         else "mosaic via zero rows for unmeasured modalities (MultiVI masks all-zero modalities per cell)",
     )
-    notes.append(f"n_hidden={model.module.n_hidden}, n_latent={model.module.n_latent} (MultiVI's size heuristics)")
+    notes.append(
+        f"n_hidden={model.module.n_hidden}, n_latent={model.module.n_latent} (MultiVI's size heuristics)"
+    )
     notes.append(f"batch_key = task batch ({mdata.obs[task.batch_key].nunique()} batches)")
     notes.append(
         "defaults of MULTIVI() and train() (lr 1e-4, batch 128, early stopping)"
