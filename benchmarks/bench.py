@@ -324,30 +324,16 @@ def _wait(proc: subprocess.Popen, timeout: float):
 # evaluate (scib-metrics, in the peers' venv)
 
 
-def score_run(task: str, method: str, seed: int) -> dict | None:
-    """scib-metrics for one finished run (written to ``results/scib/<task>/``); the unintegrated
-    seed-0 embedding is the pre-integration reference of the PCR comparison. ``None`` when the
-    run did not finish."""
+def scib_scores(task: str, z: np.ndarray) -> dict[str, float]:
+    """scib-metrics of one embedding of ``task`` (rows in ``cells.csv`` order), unscaled; the
+    unintegrated seed-0 embedding is the pre-integration reference of the PCR comparison."""
     import anndata as ad
     from scib_metrics.benchmark import BatchCorrection, Benchmarker, BioConservation
 
-    run_dir = WORK / "runs" / task / method / f"seed{seed}"
-    record = json.loads((run_dir / "record.json").read_text())
-    folder = RESULTS / "scib" / task
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{method}_seed{seed}.json"
-    target.unlink(missing_ok=True)
-    if record["status"] != "ok":
-        return None
     cells = pd.read_csv(WORK / "tasks" / task / "cells.csv", index_col=0)
-    z = np.load(run_dir / "embedding.npy")
-    if z.shape[0] != len(cells) or not np.isfinite(z).all():
-        record.update(status="invalid embedding", shape=list(z.shape))
-        (run_dir / "record.json").write_text(json.dumps(record, indent=2) + "\n")
-        return None
     pre = WORK / "runs" / task / "unintegrated" / "seed0" / "embedding.npy"
     if not pre.exists():
-        raise RuntimeError(f"{task}: run the unintegrated baseline (seed 0) before evaluate")
+        raise RuntimeError(f"{task}: run the unintegrated baseline (seed 0) before scoring")
     adata = ad.AnnData(obs=cells[["batch", "label"]].astype("category"))
     adata.obsm["embedding"] = np.asarray(z, dtype=np.float32)
     adata.obsm["pre"] = np.load(pre).astype(np.float32)
@@ -366,7 +352,27 @@ def score_run(task: str, method: str, seed: int) -> dict | None:
     )
     bench.benchmark()
     row = bench.get_results(min_max_scale=False).loc["embedding"]
-    scored = {**record, "scib": {k: float(v) for k, v in row.items() if k != "Metric Type"}}
+    return {k: float(v) for k, v in row.items() if k != "Metric Type"}
+
+
+def score_run(task: str, method: str, seed: int) -> dict | None:
+    """scib-metrics for one finished run (written to ``results/scib/<task>/``); ``None`` when
+    the run did not finish."""
+    run_dir = WORK / "runs" / task / method / f"seed{seed}"
+    record = json.loads((run_dir / "record.json").read_text())
+    folder = RESULTS / "scib" / task
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{method}_seed{seed}.json"
+    target.unlink(missing_ok=True)
+    if record["status"] != "ok":
+        return None
+    n_cells = len(pd.read_csv(WORK / "tasks" / task / "cells.csv", index_col=0))
+    z = np.load(run_dir / "embedding.npy")
+    if z.shape[0] != n_cells or not np.isfinite(z).all():
+        record.update(status="invalid embedding", shape=list(z.shape))
+        (run_dir / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+        return None
+    scored = {**record, "scib": scib_scores(task, z)}
     target.write_text(json.dumps(scored, indent=2) + "\n")
     print(
         json.dumps(
