@@ -24,6 +24,9 @@ embedding and a 15-nearest-neighbour leave-one-out recall per cell type, and wri
     .venv/bin/python benchmarks/bench.py prepare --tasks snare_mosaic
     .venv/bin/python benchmarks/stopping.py run --seeds 1 2
     benchmarks/.venv-peers/bin/python benchmarks/stopping.py score
+
+``--task bmmc3`` / ``--task wnn_mosaic`` run the same arms on the other benchmark tasks (the
+README's comparison uses ``--arms default --seeds 0 1 2`` on each).
 """
 
 from __future__ import annotations
