@@ -147,6 +147,17 @@ def _markdown(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([lines[0], "|" + "---|" * len(df.columns), *lines[1:]])
 
 
+def _scib_columns(scib: dict) -> dict:
+    """The scib-metrics columns of the table."""
+    return {
+        "Total": scib["Total"],
+        "Bio": scib["Bio conservation"],
+        "Batch": scib["Batch correction"],
+        "Leiden NMI": scib["Leiden NMI"],
+        "Leiden ARI": scib["Leiden ARI"],
+    }
+
+
 def score(task: str) -> None:
     from bench import scib_scores
 
@@ -173,11 +184,7 @@ def score(task: str) -> None:
                 **record,
                 "train_cpu_seconds": round(record["train_cpu_seconds"]),
                 "weights": _weights(record["arm"]),
-                "Total": scib["Total"],
-                "Bio": scib["Bio conservation"],
-                "Batch": scib["Batch correction"],
-                "Leiden NMI": scib["Leiden NMI"],
-                "Leiden ARI": scib["Leiden ARI"],
+                **_scib_columns(scib),
                 "kNN balanced accuracy": float(recall.mean()),
                 "val nll best / last": (
                     f"{history['val_nll'][best]:.1f} / {history['val_nll'].iloc[-1]:.1f}"
@@ -205,11 +212,7 @@ def score(task: str) -> None:
                 "arm": "GLUE (bench.py run)",
                 "seed": seed,
                 "weights": "-",
-                "Total": scib["Total"],
-                "Bio": scib["Bio conservation"],
-                "Batch": scib["Batch correction"],
-                "Leiden NMI": scib["Leiden NMI"],
-                "Leiden ARI": scib["Leiden ARI"],
+                **_scib_columns(scib),
                 "kNN balanced accuracy": float(recall.mean()),
             }
         )
