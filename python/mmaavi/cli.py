@@ -173,6 +173,7 @@ def run_fit(mdata, args):
         shuffle=args.shuffle,
         checkpoint_dir=args.checkpoint_dir,
         resume=args.resume,
+        restore_best=args.restore_best,
     )
     if not main_process:  # under torchrun, process 0 writes the outputs
         return {}, model
@@ -315,6 +316,11 @@ def _add_training_args(p: argparse.ArgumentParser, n_components: int | None) -> 
         "--resume",
         action="store_true",
         help="continue the run saved in --checkpoint-dir (same data and options)",
+    )
+    p.add_argument(
+        "--restore-best",
+        action="store_true",
+        help="end with the weights of the best epoch by validation loss, not the last",
     )
     _add_device_args(p)
     p.add_argument(

@@ -1,4 +1,4 @@
-"""The training loop (MODEL.md §7): RMSprop, ReduceLROnPlateau, early stopping, best weights.
+"""The training loop (MODEL.md §7): RMSprop, ReduceLROnPlateau, early stopping, kept weights.
 
 The loop knows the module's :meth:`loss` and the data's :meth:`minibatch`; nothing about AnnData.
 It runs on CPU or a CUDA device (minibatches copied from pinned host memory), in float32 or with
@@ -60,6 +60,10 @@ class TrainingPlan:
     shuffle: str = "global"
     #: ``"fp32"`` or ``"bf16"`` (autocast of the forward pass)
     precision: str = "fp32"
+    #: end with the weights of the epoch with the best monitored loss (MODEL.md §7) instead of
+    #: those of the last epoch. The last are the default: on small data the validation
+    #: reconstruction loss turns up while the latent still improves (benchmarks/stopping.py)
+    restore_best: bool = False
 
 
 @dataclass
@@ -93,6 +97,8 @@ class TrainingResult:
 
     history: list[dict[str, float]]
     best_epoch: int
+    #: epoch whose weights the module holds at the end (0: the initial weights)
+    kept_epoch: int
     stop_reason: str
     batch_size: int
     n_train: int
@@ -126,7 +132,7 @@ class DivergenceError(FloatingPointError):
     ----------
     result
         The :class:`TrainingResult` of the run up to the divergence (history, best epoch); the
-        module holds the best weights before it.
+        module holds the weights it would have kept (last or best epoch) from before it.
     """
 
     result: TrainingResult | None = None
@@ -200,9 +206,10 @@ def train_module(
 ) -> TrainingResult:
     """Train ``module`` on ``data`` (a :class:`mmaavi.data.MosaicData`) in place.
 
-    The weights with the best monitored loss (validation when there is a validation split, else
-    training) are restored at the end, whatever stopped the run: the schedule, Ctrl-C (the run
-    then returns with ``interrupted=True``) or a divergence (:class:`DivergenceError`). On CPU
+    At the end the module holds the weights of the last completed epoch, or with
+    ``plan.restore_best`` those of the epoch with the best monitored loss (validation when there
+    is a validation split, else training), whatever stopped the run: the schedule, Ctrl-C (the
+    run then returns with ``interrupted=True``) or a divergence (:class:`DivergenceError`). On CPU
     the run is deterministic for a given seed, and a run resumed from a checkpoint reaches the
     same weights as one never interrupted.
 
@@ -229,7 +236,7 @@ def _plan_record(plan: TrainingPlan, batch_size: int, world_size: int) -> dict[s
 
 #: settings added to the plan record after checkpoints were first written: an older checkpoint
 #: ran with these values
-_PLAN_ADDED = {"shuffle": "global", "precision": "fp32", "world_size": 1}
+_PLAN_ADDED = {"shuffle": "global", "precision": "fp32", "world_size": 1, "restore_best": True}
 
 
 def _as_json(value: Any) -> Any:
@@ -276,7 +283,9 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.best_monitor = math.inf
         self.best_epoch = 0
-        self.best_state = _clone(module)
+        # the weights the run ends with: the last completed epoch's, or the best epoch's
+        self.kept_epoch = 0
+        self.kept_state = _clone(module)
         self.lr_cuts = 0
         self.stop_reason = ""
         self.limit_reached = False
@@ -292,6 +301,7 @@ class _Run:
             "numpy_rng": self.rng.bit_generator.state,
             "history": self.history,
             "limit_reached": self.limit_reached,
+            "kept_epoch": self.kept_epoch,
         }
 
     def _save(self) -> None:
@@ -309,7 +319,9 @@ class _Run:
                 "version": CHECKPOINT_VERSION,
                 "epoch": self.epoch,
                 "module": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
-                "best_module": {k: v.cpu() for k, v in self.best_state.items()},
+                # the weights the run ends with (the best ones, for checkpoints older than
+                # restore_best; the key keeps that name so they still load)
+                "best_module": {k: v.cpu() for k, v in self.kept_state.items()},
                 "best_monitor": self.best_monitor,
                 "best_epoch": self.best_epoch,
                 "optimizer": self.optimizer.state_dict(),
@@ -366,7 +378,7 @@ class _Run:
             )
         self.module.load_state_dict(state["module"])
         self.module.to(self.device)
-        self.best_state = {k: v.to(self.device) for k, v in state["best_module"].items()}
+        self.kept_state = {k: v.to(self.device) for k, v in state["best_module"].items()}
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         rank_rngs = state.get("rank_rngs")
@@ -383,6 +395,7 @@ class _Run:
         self.history = list(record["history"])
         self.best_monitor = float(state["best_monitor"])
         self.best_epoch = int(state["best_epoch"])
+        self.kept_epoch = int(record.get("kept_epoch", self.best_epoch))
         self.lr_cuts = int(state["lr_cuts"])
         self.stop_reason = str(state["stop_reason"])
         self.limit_reached = bool(record["limit_reached"])
@@ -424,26 +437,30 @@ class _Run:
         except DivergenceError as err:
             self.stop_reason = f"diverged during epoch {self.epoch + 1}"
             err.args = (
-                f"{err.args[0]} The weights of the best epoch so far "
-                f"({self.best_epoch or 'none: the initial weights'}) were restored. Try a "
+                f"{err.args[0]} The weights of the {self._kept_name()} "
+                f"({self.kept_epoch or 'none: the initial weights'}) were restored. Try a "
                 "smaller learning rate (lr=...), check the input counts, or use another "
                 "likelihood for that modality.",
             )
             err.result = self._result(interrupted)
             raise
         finally:
-            self.module.load_state_dict(self.best_state)
+            self.module.load_state_dict(self.kept_state)
             self.module.eval()
             bar.close(
                 f"stopped after {self.epoch} epochs ({self.stop_reason}); "
-                f"best epoch {self.best_epoch}"
+                f"best epoch {self.best_epoch}, weights of epoch {self.kept_epoch} kept"
             )
         return self._result(interrupted)
+
+    def _kept_name(self) -> str:
+        return "best epoch so far" if self.plan.restore_best else "last completed epoch"
 
     def _result(self, interrupted: bool) -> TrainingResult:
         return TrainingResult(
             history=list(self.history),
             best_epoch=self.best_epoch,
+            kept_epoch=self.kept_epoch,
             stop_reason=self.stop_reason,
             batch_size=self.batch_size,
             n_train=len(self.train_idx),
@@ -500,7 +517,7 @@ class _Run:
         return means
 
     def _epoch(self, epoch: int, bar: Progress) -> None:
-        """Train one epoch, validate, update best weights, schedule and stopping rule."""
+        """Train one epoch, validate, update the kept weights, schedule and stopping rule."""
         plan, module, data, ctx = self.plan, self.module, self.data, self.ctx
         start = time.perf_counter()
         module.train()
@@ -542,9 +559,13 @@ class _Run:
         self.history.append(record)
         self.epoch = epoch
 
-        if monitored < self.best_monitor:
+        improved = monitored < self.best_monitor
+        if improved:
             self.best_monitor, self.best_epoch = monitored, epoch
-            self.best_state = _clone(module)
+        if improved or not plan.restore_best:
+            # a copy even of the last epoch's weights: Ctrl-C or a divergence in the next epoch
+            # must not leave half-updated (or NaN) weights
+            self.kept_epoch, self.kept_state = epoch, _clone(module)
         lr_before = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step(monitored)
         if self.optimizer.param_groups[0]["lr"] < lr_before:

@@ -150,7 +150,7 @@ def _interrupt_in_epoch(monkeypatch, epoch: int) -> None:
     monkeypatch.setattr(_loop, "balanced_epoch", balanced_epoch)
 
 
-def test_ctrl_c_stops_cleanly_keeps_best_weights_and_says_how_to_resume(
+def test_ctrl_c_stops_cleanly_keeps_the_last_epoch_and_says_how_to_resume(
     tmp_path, monkeypatch, reference
 ):
     model = build()
@@ -158,13 +158,17 @@ def test_ctrl_c_stops_cleanly_keeps_best_weights_and_says_how_to_resume(
     with pytest.warns(UserWarning, match=r"interrupted \(Ctrl-C\) during epoch 3") as record:
         model.train(**SETTINGS, checkpoint_dir=tmp_path)
     message = str(record[0].message)
-    assert "best epoch so far (2)" in message
+    assert "last completed epoch (2)" in message
     assert f"checkpoint_dir={str(tmp_path)!r}, resume=True" in message
     assert model.is_trained and len(model.history) == 2
     assert "interrupted" in model.train_info["stop_reason"]
-    z = model.get_latent_representation()
-    assert np.isfinite(z).all() and z.shape == (80, 4)
+    assert model.train_info["kept_epoch"] == 2
     monkeypatch.undo()
+    # the weights of the end of epoch 2, not those half-way through epoch 3
+    two_epochs = build().train(**{**SETTINGS, "max_epochs": 2})
+    np.testing.assert_array_equal(
+        model.get_latent_representation(), two_epochs.get_latent_representation()
+    )
 
     resumed = build().train(**SETTINGS, checkpoint_dir=tmp_path, resume=True)
     np.testing.assert_array_equal(resumed.get_latent_representation(), reference)
@@ -198,6 +202,8 @@ def test_resume_with_other_settings_or_another_model_is_refused(tmp_path):
     build().train(**{**SETTINGS, "max_epochs": 1}, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=r"training settings differ.*seed: 3 then, 4 now"):
         build().train(**{**SETTINGS, "seed": 4}, checkpoint_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match=r"restore_best: False then, True now"):
+        build().train(**SETTINGS, restore_best=True, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match=r"another model or data \(differences in init_params"):
         build(n_latent=5).train(**SETTINGS, checkpoint_dir=tmp_path, resume=True)
 

@@ -44,7 +44,7 @@ def test_huge_learning_rate_stops_with_a_clear_error_and_finite_weights():
         torch.testing.assert_close(model.module.state_dict()[k], v)
 
 
-def test_nan_in_a_later_epoch_restores_the_best_epoch(monkeypatch):
+def test_nan_in_a_later_epoch_restores_the_last_finite_epoch(monkeypatch):
     """A loss that turns NaN in epoch 3 ends training; the epoch-2 weights come back."""
     model = build()
     real, calls = MMAAVIModule.loss, [0]
@@ -63,6 +63,7 @@ def test_nan_in_a_later_epoch_restores_the_best_epoch(monkeypatch):
     monkeypatch.undo()
     assert finite_weights(model) and model.is_trained
     assert len(model.history) == 2 and model.train_info["best_epoch"] in (1, 2)
+    assert model.train_info["kept_epoch"] == 2  # the last epoch before the NaN
     z = model.get_latent_representation()
     assert z.shape == (80, 4) and np.isfinite(z).all()
 
