@@ -1,10 +1,11 @@
 """Training checkpoints: one file, written atomically, read without running code.
 
 A checkpoint holds everything needed to continue a run exactly where it stopped: the module's
-weights and the best weights so far, the optimiser and LR-scheduler states, the torch and numpy
-random states, the labelled-cell queue of semi-supervised sampling, the loop counters and the
-history. It is written to a temporary file in the same directory, flushed to disk and renamed
-over ``checkpoint.pt``, so a run killed at any moment leaves the previous checkpoint intact.
+weights and those the run ends with (the last or the best epoch's; key ``best_module``), the
+optimiser and LR-scheduler states, the torch and numpy random states, the labelled-cell queue
+of semi-supervised sampling, the loop counters and the history. It is written to a temporary
+file in the same directory, flushed to disk and renamed over ``checkpoint.pt``, so a run killed
+at any moment leaves the previous checkpoint intact.
 
 The file is read with ``torch.load(weights_only=True)``: tensors and plain containers only, so a
 crafted file cannot execute code. Structured values (plan, history, random-generator state,
