@@ -77,6 +77,9 @@ def run(method: str, seed: int, weight_sup: float, max_epochs: int = 300) -> dic
         "weight_sup": weight_sup if method == "semi" else None,
         "max_epochs": max_epochs,
         "epochs": len(model.history),
+        # whose weights were scored: the last epoch's (the default) or the best one's
+        "best_epoch": model.train_info["best_epoch"],
+        "kept_epoch": model.train_info["kept_epoch"],
         **label_transfer_scores(truth, predicted, labelled),
         "train_seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(),

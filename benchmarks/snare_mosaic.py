@@ -109,6 +109,9 @@ def run(
         "weight_sup": weight_sup if method == "semi" else None,
         "max_epochs": max_epochs,
         "epochs": len(model.history),
+        # whose weights were scored: the last epoch's (the default) or the best one's
+        "best_epoch": model.train_info["best_epoch"],
+        "kept_epoch": model.train_info["kept_epoch"],
         "n_labelled": int(task.labelled.sum()),
         **label_transfer_scores(task.truth, predicted, task.labelled),
         "impute_median_r": float(np.nanmedian(r_model)),
