@@ -35,7 +35,8 @@
 #' @param object A `Seurat` or `SingleCellExperiment` object with raw counts.
 #' @param ... For the methods: arguments of the Python model, under their Python names, passed
 #'   to `MMAAVI()` or `train()`: `max_epochs`, `n_latent`, `lr`, `batch_size`,
-#'   `early_stopping_patience`, `likelihoods`, `transform`, `encoder_hidden`, ... (see the
+#'   `early_stopping_patience`, `restore_best` (`TRUE`: end with the best epoch's weights by
+#'   validation loss, not the last), `likelihoods`, `transform`, `encoder_hidden`, ... (see the
 #'   Python documentation). Unknown names are an error.
 #' @return The object with the embedding and per-cell results added (see the methods).
 #' @seealso [MMAAVIBayesFactors()], [MMAAVIImpute()], [LoadMMAAVI()]
