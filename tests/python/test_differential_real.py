@@ -22,6 +22,9 @@ Mono: cd14 (ADT)       4, BF 4.8            3, BF 6.3            3, BF 6.4
 
 After the fused NB loss (same values to rounding, a different trajectory), 20 epochs, seed 0:
 MS4A1 2, CD79A 6, CD19 48 (BF 5.1), cd19 6, cd20 4, S100A8 5, S100A9 9, cd14 3.
+Default training since the last epoch's weights are kept (92 epochs, seed 0; 2026-12-01):
+MS4A1 3, CD79A 4, CD19 32 (BF 9.2), cd19 5, cd20 7, S100A8 1, S100A9 2, cd14 3; the same run
+with ``restore_best=True`` (epoch 82): CD19 33, the others within one rank.
 
 CD19 (RNA) is called (BF > 3) but never ranks in the top 20 of B vs rest: it is weakly expressed
 in these cells (normalised expression 3e-4) and 25+ stronger B-cell genes among the 500 (the
