@@ -18,7 +18,7 @@ def test_fit_from_h5ad_files_writes_every_output(shared_data, tmp_path):
     argv = [
         "fit", "--modality", f"rna={folder / 'rna.h5ad'}", "--modality", f"adt={folder / 'adt.h5ad'}",
         "--batch-key", "batch", "--label-key", "cell_type", "--n-components", "8",
-        "--max-epochs", "2", "--de-samples", "300", "--out", str(out),
+        "--max-epochs", "2", "--de-samples", "300", "--restore-best", "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     emb = pd.read_csv(out / "embedding.csv", index_col=0)
@@ -29,6 +29,8 @@ def test_fit_from_h5ad_files_writes_every_output(shared_data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= {"mmaavi", "pca_baseline", "train"}
     assert 0.0 <= metrics["mmaavi"]["leiden_ari"] <= 1.0
+    train = metrics["train"]
+    assert train["restore_best"] is True and train["kept_epoch"] == train["best_epoch"] >= 1
     att = pd.read_csv(out / "attention.csv", index_col=0)
     assert (att.loc[emb.index.str.startswith("p1_0"), "adt"] == 0).all()
     history = pd.read_csv(out / "history.csv")
