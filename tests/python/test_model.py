@@ -65,6 +65,11 @@ def test_outputs_shapes_and_storage(bmmc, trained):
     assert uns["mix_weight"] == 0.9  # RNA+ADT and RNA+ATAC are co-observed in > 10 cells
     assert uns["train"]["batch_size"] == max(trained.train_info["n_train"] // 65, 32)
     assert {"train_nll", "val_nll", "train_graph", "val_disc", "lr"} <= set(trained.history.columns)
+    # each decoder's reconstruction term, summing to nll (which modality overfits, if one does)
+    for split in ("train", "val"):
+        parts = trained.history[[f"{split}_nll_{m}" for m in ("rna", "adt", "atac")]]
+        assert (parts.to_numpy() > 0).all()
+        np.testing.assert_allclose(parts.sum(axis=1), trained.history[f"{split}_nll"], rtol=1e-4)
     assert len(trained.history) == 2
 
 

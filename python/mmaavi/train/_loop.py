@@ -138,10 +138,15 @@ class DivergenceError(FloatingPointError):
     result: TrainingResult | None = None
 
 
-def _scalars(out) -> dict[str, float]:
-    """The loss terms and the monitored objective of one minibatch as floats."""
+def _scalars(out, modalities) -> dict[str, float]:
+    """The loss terms, the monitored objective and each modality's reconstruction term
+    (``nll_<modality>``, summing to ``nll``; 0 where no cell of the minibatch measured it) of
+    one minibatch as floats, the same keys for every minibatch."""
     values = {k: float(out.terms[k].detach()) for k in LOSS_TERMS}
     values["monitor"] = float(out.monitor.detach())
+    # per modality: which decoder a rising validation loss comes from
+    for m in modalities:
+        values[f"nll_{m}"] = float(out.nll[m].detach()) if m in out.nll else 0.0
     return values
 
 
@@ -492,11 +497,16 @@ class _Run:
         total = float(vec[-1])
         return {k: float(vec[i]) / total for i, k in enumerate(keys)}, int(total)
 
+    def _zero_sums(self) -> dict[str, float]:
+        """Running sums of every scalar of :func:`_scalars`."""
+        keys = (*LOSS_TERMS, "monitor", *(f"nll_{m}" for m in self.data.modalities))
+        return dict.fromkeys(keys, 0.0)
+
     def _evaluate(self) -> dict[str, float]:
         """Mean loss terms over the validation cells (each process evaluates its share)."""
         module, plan = self.module, self.plan
         module.eval()
-        sums = dict.fromkeys((*LOSS_TERMS, "monitor"), 0.0)
+        sums = self._zero_sums()
         n_seen = 0
         with torch.no_grad():
             for chunk in sequential_batches(len(self.val_idx), self.batch_size):
@@ -508,7 +518,7 @@ class _Run:
                 batch = _to_device(self.data.minibatch(idx), self.device)
                 with autocast(self.device, plan.precision):
                     out = module.loss(batch, plan.weights)
-                for k, v in _scalars(out).items():
+                for k, v in _scalars(out, self.data.modalities).items():
                     sums[k] += v * len(idx)
                 n_seen += len(idx)
         if not self.ctx.enabled:
@@ -521,13 +531,13 @@ class _Run:
         plan, module, data, ctx = self.plan, self.module, self.data, self.ctx
         start = time.perf_counter()
         module.train()
-        sums = dict.fromkeys((*LOSS_TERMS, "monitor"), 0.0)
+        sums = self._zero_sums()
         n_seen = 0
         for chunk in self._minibatches():
             batch = _to_device(data.minibatch(chunk), self.device)
             with autocast(self.device, plan.precision):
                 out = self.objective(batch)
-            values, n = self._combine(_scalars(out), len(chunk))
+            values, n = self._combine(_scalars(out, self.data.modalities), len(chunk))
             _check_finite(values, epoch, "training", out)
             self.optimizer.zero_grad(set_to_none=True)
             out.total.backward()
