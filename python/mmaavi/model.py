@@ -336,9 +336,9 @@ class MMAAVI:
             early stopping either way. The last weights are the default because the loss
             monitored is mostly reconstruction: on small or sparse data (SNARE-seq, 9k cells
             of 27k features) it is lowest after ~10 epochs, when the decoders start to overfit,
-            while the latent space keeps improving (benchmarks/stopping.py, 3 seeds: scib
-            Total 0.572 with the last weights, 0.488 with the best; on bmmc3 0.611 and 0.614,
-            on the PBMC mosaic 0.781 and 0.787).
+            while the latent space keeps improving (the benchmark in README, 3 seeds: scib
+            Total 0.572 with the last weights, 0.488 with the best; on bmmc3 0.612 and 0.614,
+            on the PBMC mosaic 0.780 and 0.787; benchmarks/stopping.py).
         labelled_fraction
             Semi-supervised mode: share of labelled cells added to each minibatch (recycled).
         weight_*
@@ -372,8 +372,8 @@ class MMAAVI:
         -----
         Ctrl-C (KeyboardInterrupt) stops training cleanly: the weights of the last completed
         epoch (the best so far with ``restore_best``) are kept, the model counts as trained if
-        an epoch was completed, ``train_info["stop_reason"]`` says
-        so, and a warning tells how to resume.
+        an epoch was completed, ``train_info["stop_reason"]`` says so, and a warning tells how
+        to resume.
 
         Started by ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` > 1 in the environment), the
         same call trains data-parallel with :class:`~torch.nn.parallel.DistributedDataParallel`
