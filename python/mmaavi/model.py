@@ -22,7 +22,7 @@ from .graph import GUIDANCE_KEY, graph_tensors
 from .module import LossWeights, MMAAVIModule
 from .train import Checkpointing, DivergenceError, TrainingPlan, TrainingResult, train_module
 from .train import _distributed as parallel
-from .train._loop import PRECISIONS
+from .train._loop import PRECISIONS, kept_weights_name
 from .train._loop import _to_device as to_device
 
 logger = logging.getLogger(__name__)
@@ -497,9 +497,8 @@ class MMAAVI:
 
     @staticmethod
     def _interrupted_message(result: TrainingResult, plan: TrainingPlan, checkpoint_dir) -> str:
-        which = "best epoch so far" if plan.restore_best else "last completed epoch"
         kept = (
-            f"the weights of the {which} ({result.kept_epoch}) are kept"
+            f"the weights of the {kept_weights_name(plan)} ({result.kept_epoch}) are kept"
             if result.kept_epoch
             else "no epoch was completed, so the model is not trained"
         )

@@ -150,6 +150,11 @@ def _scalars(out, modalities) -> dict[str, float]:
     return values
 
 
+def kept_weights_name(plan: TrainingPlan) -> str:
+    """Which epoch's weights a run stopped early (Ctrl-C, divergence) ends with, in words."""
+    return "best epoch so far" if plan.restore_best else "last completed epoch"
+
+
 def _check_finite(terms: dict[str, float], epoch: int, where: str, out=None) -> None:
     """Raise :class:`DivergenceError` naming the first non-finite term (and modality)."""
     for name, value in terms.items():
@@ -442,7 +447,7 @@ class _Run:
         except DivergenceError as err:
             self.stop_reason = f"diverged during epoch {self.epoch + 1}"
             err.args = (
-                f"{err.args[0]} The weights of the {self._kept_name()} "
+                f"{err.args[0]} The weights of the {kept_weights_name(self.plan)} "
                 f"({self.kept_epoch or 'none: the initial weights'}) were restored. Try a "
                 "smaller learning rate (lr=...), check the input counts, or use another "
                 "likelihood for that modality.",
@@ -457,9 +462,6 @@ class _Run:
                 f"best epoch {self.best_epoch}, weights of epoch {self.kept_epoch} kept"
             )
         return self._result(interrupted)
-
-    def _kept_name(self) -> str:
-        return "best epoch so far" if self.plan.restore_best else "last completed epoch"
 
     def _result(self, interrupted: bool) -> TrainingResult:
         return TrainingResult(
