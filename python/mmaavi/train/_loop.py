@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -194,15 +195,31 @@ def _deterministic(enabled: bool):
     cost ~10 % of a BMMC training step, so it is switched off for the run.
     """
     previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     previous_fill = torch.utils.deterministic.fill_uninitialized_memory
     if enabled:
-        torch.use_deterministic_algorithms(True)
+        _set_deterministic(True)
         torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous)
+        _set_deterministic(previous, previous_warn_only)
         torch.utils.deterministic.fill_uninitialized_memory = previous_fill
+
+
+def _set_deterministic(mode: bool, warn_only: bool = False) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only)`` without importing inductor.
+
+    The public function also sets the flag in ``torch._inductor.config`` (for torch.compile, which
+    we do not use); importing that module pulls in torch._dynamo and sympy, ~80 MB of resident
+    memory and ~1.5 CPU s per process. So the kernel flag is set directly, unless inductor is
+    already loaded (then the public function costs nothing extra and keeps both flags in step).
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
 
 
 def train_module(

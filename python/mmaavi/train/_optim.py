@@ -102,6 +102,31 @@ class FlatRMSprop(torch.optim.Optimizer):
         self._scratch_denom = torch.empty_like(self._scratch_grad)
         self._steps = 0
 
+    # torch's add_param_group, zero_grad, state_dict and load_state_dict are wrapped to keep
+    # torch.compile out of them, and that wrapper imports torch._dynamo (and sympy) on its first
+    # call: ~70 MB of resident memory and ~1.5 CPU s in every process that trains. This
+    # optimiser defines all four itself, so training never imports it.
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Called once, by ``torch.optim.Optimizer.__init__``: this optimiser has one group."""
+        if self.param_groups:
+            raise ValueError("FlatRMSprop holds one parameter group; it cannot take another.")
+        params = list(param_group["params"])
+        if any(not p.is_leaf for p in params):
+            raise ValueError("FlatRMSprop can only optimise leaf tensors (e.g. nn.Parameter).")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("FlatRMSprop: a parameter is listed more than once.")
+        self.param_groups.append({**self.defaults, **param_group, "params": params})
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (``set_to_none``, the default) or zero every parameter's gradient."""
+        for p in self._params:
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                p.grad.detach_().requires_grad_(False).zero_()
+
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
         """One RMSprop update of every parameter that has a gradient."""

@@ -128,3 +128,26 @@ def test_bad_parameters_are_refused():
     state = FlatRMSprop(other["head"].parameters()).state_dict()
     with pytest.raises(ValueError, match="other sizes"):
         FlatRMSprop(_model().parameters()).load_state_dict(state)
+
+
+def test_zero_grad_drops_or_zeros_the_gradients():
+    model = _model()
+    optimizer = FlatRMSprop(model.parameters())
+    model["body"](torch.randn(4, 5)).sum().backward()
+    with_grad = [p for p in model.parameters() if p.grad is not None]
+    assert with_grad
+    optimizer.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in with_grad)
+    optimizer.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_one_group_of_distinct_leaf_parameters_only():
+    shared = nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match="more than once"):
+        FlatRMSprop([shared, shared])
+    with pytest.raises(ValueError, match="leaf tensors"):
+        FlatRMSprop([nn.Parameter(torch.zeros(3)) * 2])
+    optimizer = FlatRMSprop(_model().parameters())
+    with pytest.raises(ValueError, match="one parameter group"):
+        optimizer.add_param_group({"params": [nn.Parameter(torch.zeros(2))]})
