@@ -211,7 +211,7 @@ def _set_deterministic(mode: bool, warn_only: bool = False) -> None:
     """``torch.use_deterministic_algorithms(mode, warn_only)`` without importing inductor.
 
     The public function also sets the flag in ``torch._inductor.config`` (for torch.compile, which
-    we do not use); importing that module pulls in torch._dynamo and sympy, ~80 MB of resident
+    we do not use); importing that module pulls in torch._dynamo and sympy, ~70 MB of resident
     memory and ~1.5 CPU s per process. So the kernel flag is set directly, unless inductor is
     already loaded (then the public function costs nothing extra and keeps both flags in step).
     """
