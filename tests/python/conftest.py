@@ -46,30 +46,6 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
-#: session fixtures that train or install (minutes): the files using one share a worker
-_SHARED_SESSION_FIXTURES = ("bmmc_default_model",)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) keep each file on one
-    worker, so its module fixtures are built once, and put the files sharing an expensive
-    session fixture (the trained BMMC model; everything under ``io/``, which installs the R
-    package and trains in R) on the same worker, so that is built once too."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    groups: dict[Path, str] = {}
-    for item in items:
-        path = Path(str(item.path))
-        if path.is_relative_to(REPO_ROOT / "tests" / "python" / "io"):
-            groups[path] = "io"
-        for name in _SHARED_SESSION_FIXTURES:
-            if name in getattr(item, "fixturenames", ()):
-                groups[path] = name
-        groups.setdefault(path, str(path))
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[Path(str(item.path))]))
-
-
 @pytest.fixture(scope="session")
 def bmmc_default_model():
     """mmaavi with its defaults on the bundled BMMC mosaic (``n_components=10``, seed 0).
