@@ -35,6 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 import scipy.sparse as sp
 import torch
 
@@ -311,6 +312,7 @@ class _Normalised:
             self._log_factor = 1e4
             self.center = np.zeros(self.n_features)
             self.scale = np.ones(self.n_features)
+            self._affine = False
             return
         if counts_like:
             target = np.median(depth[depth > 0]) if (depth > 0).any() else 1.0
@@ -326,6 +328,7 @@ class _Normalised:
         sd = np.sqrt(np.clip(s2 / rows.size - mean**2, 0.0, None))
         self.center = mean
         self.scale = np.where(sd < _STD_FLOOR, 1.0, sd)
+        self._affine = True
 
     @property
     def n_rows(self) -> int:
@@ -352,6 +355,8 @@ class _Normalised:
 
     def times(self, x: sp.csr_matrix, m: np.ndarray) -> np.ndarray:
         """``T_chunk @ m`` for the chunk ``g(X_chunk) = x`` and a dense (n_features, l) ``m``."""
+        if not self._affine:  # LSI: center 0, scale 1 (the dense (F, l) passes cost as much as x @ m)
+            return x @ m
         m_scaled = m / self.scale[:, None]
         return x @ m_scaled - (self.center @ m_scaled)[None, :]
 
@@ -360,7 +365,12 @@ class _Normalised:
         out = np.zeros_like(m)
         for x in self.chunks():
             y = self.times(x, m)
-            out += (x.T @ y - np.outer(self.center, y.sum(axis=0))) / self.scale[:, None]
+            # x.T as CSR: scipy's CSR product is ~25 % faster than the CSC one x.T (a view) takes
+            xt_y = x.T.tocsr() @ y
+            if self._affine:
+                out += (xt_y - np.outer(self.center, y.sum(axis=0))) / self.scale[:, None]
+            else:
+                out += xt_y
         return out
 
     def gram(self) -> np.ndarray:
@@ -403,7 +413,7 @@ def _top_components(op: _Normalised, k: int) -> np.ndarray:
             if settled or passes == MAX_POWER_ITERATIONS:
                 break
             previous = values
-            q = np.linalg.qr(z)[0]
+            q = _orthonormal_basis(z)
         logger.info("randomized decomposition: %d passes, %d vectors", passes, width)
         v = q @ w[:, ::-1][:, :k]
     top = np.abs(v).argmax(axis=0)
@@ -411,6 +421,27 @@ def _top_components(op: _Normalised, k: int) -> np.ndarray:
     signs[signs == 0] = 1.0
     v = v * signs
     return np.vstack([op.times(x, v) for x in op.chunks()])
+
+
+def _orthonormal_basis(z: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of the columns of a tall ``z`` (F x l).
+
+    CholeskyQR2 (two rounds of ``q <- q R^-1`` with ``R^T R = q^T q``; Fukaya et al. 2014, doi
+    10.1109/ScalA.2014.11): matrix products and triangular solves, faster than Householder QR
+    (0.5 vs 0.8 s at F = 25k, l = 300) and as accurate while ``z`` is far from rank-deficient,
+    which the second round's factor shows (it is then the identity to rounding). Otherwise
+    (a Cholesky fails, or that factor is off the identity), Householder QR.
+    """
+    q, r = z, None
+    try:
+        for _ in range(2):
+            r = np.linalg.cholesky(q.T @ q).T  # upper triangular, r^T r = q^T q
+            q = scipy.linalg.solve_triangular(r, q.T, trans="T", lower=False).T
+    except np.linalg.LinAlgError:
+        return np.linalg.qr(z)[0]
+    if not np.isfinite(r).all() or np.abs(r - np.eye(r.shape[0])).max() > 1e-6:
+        return np.linalg.qr(z)[0]
+    return q
 
 
 def _symmetric(m: np.ndarray) -> np.ndarray:

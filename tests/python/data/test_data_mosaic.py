@@ -300,3 +300,21 @@ def test_exact_decomposition_matches_a_dense_svd(bmmc):
     got = _top_components(op, 10)
     # equal up to the sign of each column
     np.testing.assert_allclose(np.abs(got), np.abs(u[:, :10] * s[:10]), atol=1e-8)
+
+
+@pytest.mark.parametrize("rank", [40, 12])
+def test_orthonormal_basis_spans_the_columns(rank):
+    """CholeskyQR2 on a well-conditioned block, Householder QR when the block is rank-deficient:
+    either way an orthonormal basis of the same column space."""
+    from mmaavi.data._transforms import _orthonormal_basis
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((3000, rank)) @ rng.standard_normal((rank, 40))
+    z *= np.logspace(0, 3, 40)  # columns of very different scale, as in a power iteration
+    q = _orthonormal_basis(z)
+    assert q.shape == (3000, 40)
+    # orthonormal (a rank-deficient z still gets a full basis, of which the first
+    # ``rank`` directions span z)
+    np.testing.assert_allclose(q.T @ q, np.eye(40), atol=1e-10)
+    # every column of z lies in span(q)
+    np.testing.assert_allclose(q @ (q.T @ z), z, atol=1e-8 * np.abs(z).max())
