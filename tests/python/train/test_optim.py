@@ -151,3 +151,36 @@ def test_one_group_of_distinct_leaf_parameters_only():
     optimizer = FlatRMSprop(_model().parameters())
     with pytest.raises(ValueError, match="one parameter group"):
         optimizer.add_param_group({"params": [nn.Parameter(torch.zeros(2))]})
+
+
+def test_same_updates_with_gradient_free_parameters_between_others():
+    """Parameters without a gradient between ones with (as the NB decoders' zero-inflation
+    logits sit among the decoder weights): each run of the buffer is gathered or zeroed."""
+
+    def model() -> nn.ParameterList:
+        torch.manual_seed(0)
+        return nn.ParameterList([nn.Parameter(torch.randn(n)) for n in (3, 2, 4, 1, 5, 2)])
+
+    def train(params: nn.ParameterList, optimizer) -> None:
+        for step in range(6):
+            optimizer.zero_grad(set_to_none=True)
+            used = (0, 2, 4) if step % 2 else (0, 1, 2, 4, 5)
+            sum(params[k].pow(2).sum() * (k + 1) for k in used).backward()
+            optimizer.step()
+
+    reference, flat = model(), model()
+    train(reference, torch.optim.RMSprop(reference.parameters(), lr=1e-2))
+    train(flat, FlatRMSprop(flat.parameters(), lr=1e-2))
+    for k, (a, b) in enumerate(zip(reference, flat)):
+        assert torch.equal(a, b), k
+    assert torch.equal(flat[3], model()[3])  # never a gradient: never moved
+
+
+def test_runs_of_flags():
+    assert optim._runs([True, True, False, True, False, False], 10) == [
+        (10, 12, True),
+        (12, 13, False),
+        (13, 14, True),
+        (14, 16, False),
+    ]
+    assert optim._runs([False], 0) == [(0, 1, False)]
