@@ -61,6 +61,19 @@ def test_same_updates_when_the_buffer_is_updated_in_segments(monkeypatch):
     _assert_same(reference, flat)
 
 
+@pytest.mark.parametrize("tile", [1, 7, 16])
+def test_same_updates_when_each_segment_is_updated_in_tiles(monkeypatch, tile):
+    # tiles shorter than a parameter, of odd and of vector-friendly sizes, and a segment
+    # longer than several tiles
+    monkeypatch.setattr(optim, "TILE", tile)
+    reference, flat = _model(), _model()
+    optimizer = FlatRMSprop(flat.parameters(), lr=1e-2)
+    assert optimizer._scratch_denom.numel() == tile
+    _train(reference, torch.optim.RMSprop(reference.parameters(), lr=1e-2), 30)
+    _train(flat, optimizer, 30)
+    _assert_same(reference, flat)
+
+
 def test_parameters_become_views_of_one_buffer_with_values_kept():
     model = _model()
     before = copy.deepcopy(model.state_dict())
