@@ -355,7 +355,8 @@ class _Normalised:
 
     def times(self, x: sp.csr_matrix, m: np.ndarray) -> np.ndarray:
         """``T_chunk @ m`` for the chunk ``g(X_chunk) = x`` and a dense (n_features, l) ``m``."""
-        if not self._affine:  # LSI: center 0, scale 1 (the dense (F, l) passes cost as much as x @ m)
+        # LSI has center 0 and scale 1: skip the dense (F, l) passes, which cost as much as x @ m
+        if not self._affine:
             return x @ m
         m_scaled = m / self.scale[:, None]
         return x @ m_scaled - (self.center @ m_scaled)[None, :]
