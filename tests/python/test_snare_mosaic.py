@@ -14,24 +14,26 @@ Measured with ``benchmarks/snare_mosaic.py --method unsup --max-epochs 8`` (reco
 =====  ==================  ====================  =====================================
 seed   mmaavi median r     kNN-average median r  kNN label transfer (103 labels, k=5)
 =====  ==================  ====================  =====================================
-0      0.063               0.035                 balanced accuracy 0.262
-1      0.068               0.033                 balanced accuracy 0.299
+0      0.065               0.035                 balanced accuracy 0.258
+1      0.067               0.032                 balanced accuracy 0.296
 =====  ==================  ====================  =====================================
 
 For scale: imputing each cell with the mean RNA of its *true* cell type gives 0.105 (the RNA is
 sparse: median 260 UMIs, 6.7 % non-zero). The floor (0.05) sits below the worst seed, and the
-model must beat the baseline by half again (measured ratios 1.8 and 2.0). Re-measured
-2026-12-01 with the last epoch's weights kept (3edec25; in these 8-epoch runs the best epoch is
-the last but for semi seed 1, best 7); the first measurement, some commits earlier, gave
-0.064 / 0.067 against 0.033 / 0.034 and kNN label transfer 0.270 / 0.296.
+model must beat the baseline by half again (measured ratios 1.8 and 2.1). Re-measured
+2026-12-06 after the LSI fit became a block Krylov iteration (the same components to ~1e-8, so
+a slightly different trajectory); before it (2026-12-01, last epoch's weights kept) 0.063 /
+0.068 against 0.035 / 0.033, kNN label transfer 0.262 / 0.299; the first measurement, some
+commits earlier, gave 0.064 / 0.067 against 0.033 / 0.034 and 0.270 / 0.296. In these 8-epoch
+runs the best epoch is the last, but for semi seed 1 (best 7).
 
 Label transfer: 103 cells (1 %) drawn from the paired libraries keep their ``cell_type``.
 The semi-supervised model (``label_key``, ``weight_sup=20``, same epochs) is scored by balanced
 accuracy of ``predict_labels()`` on the unlabelled cells, against the 5-NN classifier on the
 unsupervised model's embedding (the table above). Measured (``--method semi --weight-sup 20``):
-seed 0 0.297, seed 1 0.332 (first measured 0.329 and 0.325); with ``weight_sup=5`` 0.324 and
-0.206 (first measurement; seed 1 below the kNN). 4 of
-the 15 classes draw no label, so 11/15 = 0.73 is the most any method can reach. Floor 0.28.
+seed 0 0.313, seed 1 0.330 (2026-12-01: 0.297 and 0.332; first measured 0.329 and 0.325); with
+``weight_sup=5`` 0.324 and 0.206 (first measurement; seed 1 below the kNN). 4 of the 15 classes
+draw no label, so 11/15 = 0.73 is the most any method can reach. Floor 0.28.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ Every fit is a few streaming passes over row chunks of the counts (:func:`~mmaav
 row_chunks`), so it needs no more than a chunk of counts in memory and gives the same statistics,
 to the bit, for counts in memory and counts read from disk. The decomposition of ``lsi`` / ``pca``
 is exact (eigendecomposition of the ``F x F`` Gram matrix, accumulated chunk by chunk) up to
-:data:`GRAM_MAX_FEATURES` features, and a seeded randomized subspace iteration on the Gram
-operator (Halko, Martinsson & Tropp 2011, doi 10.1137/090771806) above it.
+:data:`GRAM_MAX_FEATURES` features, and above it a seeded randomized block Krylov iteration
+(Musco & Musco 2015, arXiv 1504.05477) on the smaller of the cell and feature Gram operators.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 import scipy.sparse as sp
 import torch
 
@@ -48,10 +47,16 @@ TRANSFORMS: tuple[str, ...] = ("log1p_norm", "lsi_pca", "lsi", "pca")
 _STD_FLOOR = 1e-6
 #: up to this many features the decomposition is exact (the Gram matrix is held: 8 F^2 bytes)
 GRAM_MAX_FEATURES = 4096
-#: the randomized decomposition iterates (one pass over the counts each) until its top Ritz
-#: values change by less than this (relative to the largest), or this many passes
+#: the block Krylov decomposition iterates (one or two passes over the counts each) until its
+#: top Ritz values change by less than this (relative to the largest), or this many steps
 RITZ_TOLERANCE = 1e-10
 MAX_POWER_ITERATIONS = 100
+#: block width of the Krylov decomposition: k + this
+KRYLOV_OVERSAMPLING = 20
+#: the Krylov basis (d x columns float64) is kept under this; a run reaching it restarts
+KRYLOV_BASIS_BYTES = 512 * 2**20
+#: a new Krylov block is re-orthogonalised until its overlap with the basis is below this
+_ORTHOGONALITY_TOLERANCE = 1e-12
 _PEAK = re.compile(r"^[0-9A-Za-z_.]+[:\-_]\d+[\-_]\d+$")
 
 
@@ -361,6 +366,19 @@ class _Normalised:
         m_scaled = m / self.scale[:, None]
         return x @ m_scaled - (self.center @ m_scaled)[None, :]
 
+    def transpose_times(self, m: np.ndarray) -> np.ndarray:
+        """``T^T m`` for a dense (n_rows, l) ``m``, in one pass: (n_features, l)."""
+        out = np.zeros((self.n_features, m.shape[1]))
+        offset = 0
+        for x in self.chunks():
+            part = m[offset : offset + x.shape[0]]
+            offset += x.shape[0]
+            # x.T as CSR: scipy's CSR product is ~25 % faster than the CSC one x.T (a view) takes
+            out += x.T.tocsr() @ part
+            if self._affine:
+                out -= np.outer(self.center, part.sum(axis=0))
+        return out / self.scale[:, None] if self._affine else out
+
     def gram_times(self, m: np.ndarray) -> np.ndarray:
         """``T^T T m`` in one pass."""
         out = np.zeros_like(m)
@@ -390,33 +408,16 @@ def _top_components(op: _Normalised, k: int) -> np.ndarray:
     """The top-``k`` principal coordinates ``T V`` (left singular vectors times values) of ``T``.
 
     ``V`` (right singular vectors) comes from the exact Gram matrix up to
-    :data:`GRAM_MAX_FEATURES` features, else from a randomized subspace iteration with ``3k``
-    (at least ``k + 20``) vectors and a fixed seed, with a Rayleigh-Ritz step after every
-    iteration, until the top-``k`` Ritz values settle (:data:`RITZ_TOLERANCE`). Each column's sign is fixed so that its largest-magnitude loading is
-    positive, which makes the result deterministic.
+    :data:`GRAM_MAX_FEATURES` features, else from a seeded block Krylov iteration
+    (:func:`_krylov_right_vectors`). Each column's sign is fixed so that its largest-magnitude
+    loading is positive, which makes the result deterministic.
     """
     f = op.n_features
     if f <= GRAM_MAX_FEATURES:
         _, vectors = np.linalg.eigh(op.gram())
         v = vectors[:, ::-1][:, :k]
     else:
-        width = min(f, max(3 * k, k + 20))
-        q = np.linalg.qr(np.random.default_rng(0).standard_normal((f, width)))[0]
-        previous, passes = None, 0
-        while True:
-            z = op.gram_times(q)
-            passes += 1
-            values, w = np.linalg.eigh(_symmetric(q.T @ z))
-            values = values[::-1][:k]
-            settled = previous is not None and np.all(
-                np.abs(values - previous) <= RITZ_TOLERANCE * np.abs(values[0])
-            )
-            if settled or passes == MAX_POWER_ITERATIONS:
-                break
-            previous = values
-            q = _orthonormal_basis(z)
-        logger.info("randomized decomposition: %d passes, %d vectors", passes, width)
-        v = q @ w[:, ::-1][:, :k]
+        v = _krylov_right_vectors(op, k)
     top = np.abs(v).argmax(axis=0)
     signs = np.sign(v[top, np.arange(k)])
     signs[signs == 0] = 1.0
@@ -424,24 +425,114 @@ def _top_components(op: _Normalised, k: int) -> np.ndarray:
     return np.vstack([op.times(x, v) for x in op.chunks()])
 
 
-def _orthonormal_basis(z: np.ndarray) -> np.ndarray:
-    """An orthonormal basis of the columns of a tall ``z`` (F x l).
+def _krylov_right_vectors(op: _Normalised, k: int) -> np.ndarray:
+    """The top-``k`` right singular vectors of ``T`` (n_features, k) by block Krylov iteration.
 
-    CholeskyQR2 (two rounds of ``q <- q R^-1`` with ``R^T R = q^T q``; Fukaya et al. 2014, doi
-    10.1109/ScalA.2014.11): matrix products and triangular solves, faster than Householder QR
-    (0.5 vs 0.8 s at F = 25k, l = 300) and as accurate while ``z`` is far from rank-deficient,
-    which the second round's factor shows (it is then the identity to rounding). Otherwise
-    (a Cholesky fails, or that factor is off the identity), Householder QR.
+    The symmetric operator iterated is the smaller of ``T T^T`` (cells, when there are fewer
+    cells than features) and ``T^T T``: the dense work of each step scales with that dimension
+    ``d``. From a seeded Gaussian block of ``k + KRYLOV_OVERSAMPLING`` columns, every step
+    applies the operator to the newest block, orthogonalises the result against the whole basis
+    (twice: full reorthogonalisation) and appends it, and a Rayleigh-Ritz step on the basis
+    gives the Ritz values; it stops when the top ``k`` change by less than
+    :data:`RITZ_TOLERANCE` (relative to the largest) between steps, or after
+    :data:`MAX_POWER_ITERATIONS` steps. Keeping every block (rather than only the newest, as a
+    subspace iteration does) reaches that tolerance in far fewer steps: 16 instead of 41 on
+    SNARE-seq ATAC (6,878 cells x 25,734 peaks, k = 100). A step is one pass over the counts
+    on the feature side, two on the cell side. The basis is capped
+    at :data:`KRYLOV_BASIS_BYTES`; a run that reaches the cap restarts from its top Ritz vectors.
     """
-    q, r = z, None
-    try:
-        for _ in range(2):
-            r = np.linalg.cholesky(q.T @ q).T  # upper triangular, r^T r = q^T q
-            q = scipy.linalg.solve_triangular(r, q.T, trans="T", lower=False).T
-    except np.linalg.LinAlgError:
-        return np.linalg.qr(z)[0]
-    if not np.isfinite(r).all() or np.abs(r - np.eye(r.shape[0])).max() > 1e-6:
-        return np.linalg.qr(z)[0]
+    n, f = op.n_rows, op.n_features
+    in_cells = n < f
+    d = n if in_cells else f
+    width = min(d, k + KRYLOV_OVERSAMPLING)
+    max_columns = max(2 * width, min(d, KRYLOV_BASIS_BYTES // (8 * d)))
+
+    def apply(m: np.ndarray) -> np.ndarray:
+        if not in_cells:
+            return op.gram_times(m)  # one pass over the counts
+        y = op.transpose_times(m)  # two passes: T (T^T m) needs all of T^T m first
+        return np.vstack([op.times(x, y) for x in op.chunks()])
+
+    # the basis lives in one preallocated array: growing it by concatenation copies it each step
+    basis = np.empty((d, max_columns))
+    basis[:, :width] = np.linalg.qr(np.random.default_rng(0).standard_normal((d, width)))[0]
+    used, first = width, 0  # basis[:, :used]; the newest block starts at column `first`
+    h = np.zeros((0, 0))
+    previous, steps, restarted = None, 0, False
+    while True:
+        image = apply(basis[:, first:used])
+        steps += 1
+        h = _extend_projection(h, basis[:, :used].T @ image)
+        # values only while iterating: the vectors cost ~3 times as much and are needed once
+        values = np.linalg.eigvalsh(h)[::-1]
+        settled = (
+            previous is not None
+            # right after a restart the Ritz values are those of the previous basis: no news
+            and not restarted
+            and np.all(np.abs(values[:k] - previous) <= RITZ_TOLERANCE * np.abs(values[0]))
+        )
+        if settled or used == d or steps == MAX_POWER_ITERATIONS:
+            break
+        previous, restarted = values[:k], False
+        if used + width > max_columns:
+            w = np.linalg.eigh(h)[1][:, ::-1]
+            basis[:, :width] = basis[:, :used] @ w[:, :width]
+            used, first, h, restarted = width, 0, np.zeros((0, 0)), True
+            continue
+        block = image[:, : min(width, d - used)]
+        first, used = used, used + block.shape[1]
+        basis[:, first:used] = _orthonormal_complement(block, basis[:, :first])
+    logger.info(
+        "block Krylov decomposition (%s side): %d steps, %d vectors",
+        "cell" if in_cells else "feature",
+        steps,
+        used,
+    )
+    values, w = np.linalg.eigh(h)
+    values, w = values[::-1], w[:, ::-1]
+    vectors = basis[:, :used] @ w[:, :k]
+    if not in_cells:
+        return vectors
+    # v = T^T u / sigma; a direction T does not reach (sigma 0) gets a zero loading
+    sigma = np.sqrt(np.clip(values[:k], 0.0, None))
+    keep = sigma > _STD_FLOOR * sigma[0]
+    scale = np.divide(1.0, sigma, out=np.zeros_like(sigma), where=keep)
+    return op.transpose_times(vectors) * scale
+
+
+def _extend_projection(h: np.ndarray, column: np.ndarray) -> np.ndarray:
+    """``basis^T A basis`` after the newest block was applied: ``column = basis^T (A newest)``.
+
+    The newest block is the last ``column.shape[1]`` columns of the basis; ``h`` is the
+    projection on the basis before that block was added (empty at the start and after a
+    restart, when the whole basis is the newest block).
+    """
+    m, width = column.shape
+    old = m - width
+    out = np.empty((m, m))
+    out[:old, :old] = h
+    out[:, old:] = column
+    out[old:, :old] = column[:old].T
+    out[old:, old:] = _symmetric(column[old:])
+    return out
+
+
+def _orthonormal_complement(z: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """An orthonormal block spanning the part of ``z`` outside ``span(basis)``.
+
+    Two rounds of block Gram-Schmidt, then Householder QR. A direction of ``z`` that lay
+    (nearly) inside the span leaves rounding noise, which QR scales up to a vector no longer
+    orthogonal to the basis: then more rounds on the result until it is (the noise, unlike the
+    original direction, is not inside the span, so one or two rounds do).
+    """
+    for _ in range(2):
+        z = z - basis @ (basis.T @ z)
+    q = np.linalg.qr(z)[0]
+    for _ in range(3):
+        overlap = basis.T @ q
+        if np.abs(overlap).max() <= _ORTHOGONALITY_TOLERANCE:
+            break
+        q = np.linalg.qr(q - basis @ overlap)[0]
     return q
 
 

@@ -303,18 +303,41 @@ def test_exact_decomposition_matches_a_dense_svd(bmmc):
 
 
 @pytest.mark.parametrize("rank", [40, 12])
-def test_orthonormal_basis_spans_the_columns(rank):
-    """CholeskyQR2 on a well-conditioned block, Householder QR when the block is rank-deficient:
-    either way an orthonormal basis of the same column space."""
-    from mmaavi.data._transforms import _orthonormal_basis
+def test_orthonormal_complement_is_orthogonal_to_the_basis_and_spans_the_rest(rank):
+    """A Krylov step's new block: orthonormal, orthogonal to the basis, and spanning what ``z``
+    adds to it, also when some of ``z`` already lies in the basis (rank-deficient update)."""
+    from mmaavi.data._transforms import _orthonormal_complement
 
     rng = np.random.default_rng(0)
-    z = rng.standard_normal((3000, rank)) @ rng.standard_normal((rank, 40))
-    z *= np.logspace(0, 3, 40)  # columns of very different scale, as in a power iteration
-    q = _orthonormal_basis(z)
+    basis = np.linalg.qr(rng.standard_normal((3000, 60)))[0]
+    new = rng.standard_normal((3000, rank)) @ rng.standard_normal((rank, 40))
+    z = new + basis @ rng.standard_normal((60, 40))  # partly inside span(basis)
+    z *= np.logspace(0, 3, 40)  # columns of very different scale, as in a Krylov step
+    q = _orthonormal_complement(z, basis)
     assert q.shape == (3000, 40)
-    # orthonormal (a rank-deficient z still gets a full basis, of which the first
-    # ``rank`` directions span z)
     np.testing.assert_allclose(q.T @ q, np.eye(40), atol=1e-10)
-    # every column of z lies in span(q)
-    np.testing.assert_allclose(q @ (q.T @ z), z, atol=1e-8 * np.abs(z).max())
+    np.testing.assert_allclose(basis.T @ q, 0.0, atol=1e-10)
+    # every column of z lies in span(basis, q)
+    full = np.hstack([basis, q])
+    np.testing.assert_allclose(full @ (full.T @ z), z, atol=1e-8 * np.abs(z).max())
+
+
+@pytest.mark.parametrize("basis_bytes", [None, 4 * 8 * 300])
+def test_krylov_decomposition_over_cells_matches_a_dense_svd(monkeypatch, basis_bytes):
+    """Fewer cells than features: the iteration runs on T T^T; with a tiny basis budget it
+    restarts (here after every second block) and still converges to the same coordinates."""
+    import mmaavi.data._transforms as transforms
+
+    rng = np.random.default_rng(1)
+    # low-rank signal plus noise: a decaying spectrum, as in real counts
+    counts = rng.poisson(np.exp(rng.normal(size=(300, 6)) @ rng.normal(size=(6, 900)) / 2))
+    counts = sp.csr_matrix(counts.astype(np.float32))
+    monkeypatch.setattr(transforms, "GRAM_MAX_FEATURES", 0)
+    if basis_bytes is not None:
+        monkeypatch.setattr(transforms, "KRYLOV_BASIS_BYTES", basis_bytes)
+    op = transforms._Normalised(counts, np.arange(300), None, "pca", counts_like=True)
+    assert op.n_rows < op.n_features
+    dense = (np.vstack([x.toarray() for x in op.chunks()]) - op.center) / op.scale
+    u, s, _ = np.linalg.svd(dense, full_matrices=False)
+    got = transforms._top_components(op, 8)
+    np.testing.assert_allclose(np.abs(got), np.abs(u[:, :8] * s[:8]), atol=1e-6 * s[0])
