@@ -33,6 +33,10 @@ from .nn import (
 from .nn._mlp import present_rows
 from .nn.graph import kl_standard_normal
 from .nn.likelihoods import normalised_mean
+from .nn.wide import SparseRows
+
+#: minibatch keys of a wide input's pieces, in SparseRows' field order
+_SPARSE_ENC_KEYS = (K.ENC_BASE, K.ENC_GROUP, K.ENC_ROWS, K.ENC_COLS, K.ENC_VALUES)
 
 #: names of the loss terms, in the order they are reported
 LOSS_TERMS = ("nll", "kl_z", "kl_u", "kl_c", "kl_v", "graph", "sup", "disc")
@@ -159,10 +163,21 @@ class MMAAVIModule(nn.Module):
         )
 
     # ------------------------------------------------------------------ inference
+    def _encoder_inputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, object]:
+        """Each modality's encoder input: the dense ``enc`` entry, or the wide input's pieces."""
+        inputs: dict[str, object] = {}
+        for m in self.modalities:
+            dense = batch.get(K.mod_key(K.ENC, m))
+            inputs[m] = (
+                dense
+                if dense is not None
+                else SparseRows(*(batch[K.mod_key(key, m)] for key in _SPARSE_ENC_KEYS))
+            )
+        return inputs
+
     def encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[Normal, torch.Tensor]:
         """q(z|x) and the attention weights (n_cells, n_modalities)."""
-        inputs = {m: batch[K.mod_key(K.ENC, m)] for m in self.modalities}
-        h = self.encoders(inputs, batch[K.OBS_MASK])
+        h = self.encoders(self._encoder_inputs(batch), batch[K.OBS_MASK])
         fused, attention = self.fusion(h, batch[K.OBS_MASK])
         return self.latent.qz(fused), attention
 
@@ -212,7 +227,7 @@ class MMAAVIModule(nn.Module):
         # positions of the cells having each modality (None: all of them), shared by the
         # encoders and the decoders
         rows = [present_rows(obs_mask[:, j]) for j in range(len(self.modalities))]
-        inputs = {m: batch[K.mod_key(K.ENC, m)] for m in self.modalities}
+        inputs = self._encoder_inputs(batch)
         fused, _ = self.fusion(self.encoders(inputs, obs_mask, rows), obs_mask)
         qz = self.latent.qz(fused)
         z = qz.rsample()

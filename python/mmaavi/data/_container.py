@@ -47,6 +47,14 @@ from mmaavi.data._validate import (
 logger = logging.getLogger(__name__)
 
 Transform = Log1pNorm | Embedding
+#: encode_sparse's pieces -> their minibatch keys
+_SPARSE_KEYS = {
+    "base": K.ENC_BASE,
+    "group": K.ENC_GROUP,
+    "rows": K.ENC_ROWS,
+    "cols": K.ENC_COLS,
+    "values": K.ENC_VALUES,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,9 +188,15 @@ class MosaicData:
                 out[K.mod_key(K.FMASK, m)] = torch.from_numpy(fmask)
             if targets:
                 out[K.mod_key(K.X, m)] = torch.from_numpy(rows.toarray())
-            out[K.mod_key(K.ENC, m)] = self.transforms[m].encode(
-                rows, idx, batch, obs_mask[:, j], fmask
-            )
+            transform = self.transforms[m]
+            if transform.wide:
+                parts = transform.encode_sparse(
+                    rows, batch, obs_mask[:, j], fmask, self.block[m][idx]
+                )
+                for part, key in _SPARSE_KEYS.items():
+                    out[K.mod_key(key, m)] = parts[part]
+            else:
+                out[K.mod_key(K.ENC, m)] = transform.encode(rows, idx, batch, obs_mask[:, j], fmask)
         out[K.OBS_MASK] = torch.from_numpy(obs_mask)
         out[K.BATCH] = torch.from_numpy(batch)
         out[K.ADV] = torch.from_numpy(self.adv[idx])

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from mmaavi.data._counts import CountMatrix, row_chunks
+from mmaavi.nn.wide import WIDE_INPUT_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,46 @@ class Log1pNorm:
         keep = fmask if fmask is not None else np.asarray(observed)[:, None]
         return enc.masked_fill_(torch.from_numpy(~keep), 0.0)
 
+    @property
+    def wide(self) -> bool:
+        """Whether minibatches carry this input as :meth:`encode_sparse`'s pieces."""
+        return self.n_input >= WIDE_INPUT_FEATURES
+
+    def encode_sparse(
+        self,
+        counts: sp.csr_matrix,
+        batch: np.ndarray,
+        observed: np.ndarray,
+        fmask: np.ndarray | None,
+        block: np.ndarray,
+    ) -> dict[str, torch.Tensor]:
+        """The matrix :meth:`encode` gives, as the fields of :class:`~mmaavi.nn.wide.SparseRows`.
+
+        A zero count's input depends only on the cell's batch and measured features, so that row
+        is stored once per (batch, block) of the minibatch (``base``, ``group``); a stored count
+        adds ``log1p(x) / std`` to it. Keys ``base``, ``group``, ``rows``, ``cols``, ``values``.
+        """
+        observed = np.asarray(observed, dtype=bool)
+        key = np.stack([np.asarray(batch, dtype=np.int64), np.where(observed, block, -1)], axis=1)
+        groups, first, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        base = self._zero_t.index_select(0, torch.from_numpy(groups[:, 0].copy()))
+        keep = fmask[first] if fmask is not None else observed[first][:, None]
+        base.masked_fill_(torch.from_numpy(~keep), 0.0)
+        r = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        c = counts.indices.astype(np.int64)
+        stored = observed[r] if fmask is None else fmask[r, c]
+        r, c, values = r[stored], c[stored], counts.data[stored].astype(np.float32)
+        if self.log1p:
+            values = np.log1p(values)
+        values /= self.std[batch[r], c]
+        return {
+            "base": base,
+            "group": torch.from_numpy(group.reshape(-1).astype(np.int64)),
+            "rows": torch.from_numpy(r.astype(np.int64)),
+            "cols": torch.from_numpy(c),
+            "values": torch.from_numpy(values),
+        }
+
 
 class Embedding:
     """Precomputed low-dimensional encoder input (``lsi`` or ``pca``).
@@ -217,6 +258,9 @@ class Embedding:
     values
         Float32 (n_cells, k); zero rows for cells without the modality.
     """
+
+    #: never passed as sparse pieces (a few dense columns)
+    wide = False
 
     def __init__(self, name: str, values: np.ndarray) -> None:
         self.name = name

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .wide import WideLinear
+
 
 def mlp(
     n_in: int,
@@ -14,6 +16,7 @@ def mlp(
     *,
     dropout: float = 0.2,
     batch_norm: bool = True,
+    wide_input: bool = False,
 ) -> nn.Sequential:
     """Stack of ``Linear -> BatchNorm -> LeakyReLU(0.2) -> Dropout`` layers.
 
@@ -27,10 +30,14 @@ def mlp(
         Dropout rate after each activation (0 disables it).
     batch_norm
         Whether to normalise each layer's pre-activation over the minibatch.
+    wide_input
+        Make the first layer a :class:`~mmaavi.nn.wide.WideLinear` (same initial values), which
+        also takes :class:`~mmaavi.nn.wide.SparseRows` input.
     """
     layers: list[nn.Module] = []
     for n_out in hidden:
-        layers.append(nn.Linear(n_in, n_out))
+        first = wide_input and not layers
+        layers.append(WideLinear(n_in, n_out) if first else nn.Linear(n_in, n_out))
         if batch_norm:
             layers.append(nn.BatchNorm1d(n_out))
         layers.append(nn.LeakyReLU(0.2))

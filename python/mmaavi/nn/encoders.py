@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ._mlp import mlp, present_rows, run_batchnorm_safe
+from .wide import WIDE_INPUT_FEATURES, SparseRows
 
 
 class ModalityEncoders(nn.Module):
@@ -15,6 +16,9 @@ class ModalityEncoders(nn.Module):
 
     Running an encoder on absent cells would feed its BatchNorm the all-zero rows of
     unmeasured cells and skew the running statistics (a flaw of the original code).
+    An input of :data:`~mmaavi.nn.wide.WIDE_INPUT_FEATURES` or more gets a
+    :class:`~mmaavi.nn.wide.WideLinear` first layer, which also takes
+    :class:`~mmaavi.nn.wide.SparseRows` input.
 
     Parameters
     ----------
@@ -35,11 +39,16 @@ class ModalityEncoders(nn.Module):
         super().__init__()
         self.modalities = tuple(n_inputs)
         self.n_out = int(hidden[-1])
-        self.nets = nn.ModuleDict({m: mlp(n, hidden, dropout=dropout) for m, n in n_inputs.items()})
+        self.nets = nn.ModuleDict(
+            {
+                m: mlp(n, hidden, dropout=dropout, wide_input=n >= WIDE_INPUT_FEATURES)
+                for m, n in n_inputs.items()
+            }
+        )
 
     def forward(
         self,
-        inputs: Mapping[str, torch.Tensor],
+        inputs: Mapping[str, torch.Tensor | SparseRows],
         obs_mask: torch.Tensor,
         rows: Sequence[torch.Tensor | None] | None = None,
     ) -> torch.Tensor:
@@ -48,7 +57,8 @@ class ModalityEncoders(nn.Module):
         Parameters
         ----------
         inputs
-            Encoder input per modality, (n_cells, n_input_m); rows of absent cells are ignored.
+            Encoder input per modality, (n_cells, n_input_m), dense or (wide inputs)
+            :class:`~mmaavi.nn.wide.SparseRows`; rows of absent cells are ignored.
         obs_mask
             Observation mask, bool (n_cells, n_modalities), columns in ``self.modalities`` order.
         rows
@@ -62,12 +72,16 @@ class ModalityEncoders(nn.Module):
         columns = []
         for j, m in enumerate(self.modalities):
             r = present_rows(obs_mask[:, j]) if rows is None else rows[j]
+            x, net = inputs[m], self.nets[m]
+            if isinstance(x, SparseRows) and (r is None or r.numel() > 0):
+                # the first layer costs per stored entry: run it on every row, keep the present
+                x, net = net[0](x), net[1:]
             if r is None:  # every cell has the modality: no gather, no scatter
-                h = run_batchnorm_safe(self.nets[m], inputs[m])
+                h = run_batchnorm_safe(net, x)
             elif r.numel() == 0:
                 h = obs_mask.new_zeros((n_cells, self.n_out), dtype=torch.float32)
             else:
-                h_present = run_batchnorm_safe(self.nets[m], inputs[m].index_select(0, r))
+                h_present = run_batchnorm_safe(net, x.index_select(0, r))
                 h = h_present.new_zeros((n_cells, self.n_out)).index_copy(0, r, h_present)
             columns.append(h.to(torch.float32))
         return torch.stack(columns, dim=1)

@@ -25,8 +25,10 @@ import torch
 
 #: name of the checkpoint file inside ``checkpoint_dir``
 CHECKPOINT_FILE = "checkpoint.pt"
-#: version of the checkpoint layout; a newer one is refused
-CHECKPOINT_VERSION = 1
+#: version of the checkpoint layout; a newer one is refused. 2: the first encoder layer of a
+#: wide input (mmaavi.nn.wide) is stored transposed, so a version-1 optimiser state of a model
+#: with such a layer no longer fits (refused on resume; other models resume as before)
+CHECKPOINT_VERSION = 2
 #: keys every checkpoint holds
 _KEYS = frozenset(
     {

@@ -30,6 +30,7 @@ from ..data import (
     train_val_split,
 )
 from ..module import LOSS_TERMS, LossWeights, MMAAVIModule
+from ..nn.wide import WIDE_INPUT_FEATURES, WideLinear
 from . import _distributed as parallel
 from ._checkpoint import CHECKPOINT_VERSION, checkpoint_path, load_checkpoint, save_checkpoint
 from ._optim import FlatRMSprop
@@ -402,6 +403,13 @@ class _Run:
                 f"Cannot resume {path}: it was written for another model or data (differences "
                 f"in {', '.join(keys)}). Build the model with the same data and arguments, or "
                 "start a new run in another checkpoint_dir."
+            )
+        if state["version"] < 2 and any(isinstance(x, WideLinear) for x in self.module.modules()):
+            raise ValueError(
+                f"Cannot resume {path}: an earlier mmaavi wrote it, which stored the first "
+                f"encoder layer of inputs with {WIDE_INPUT_FEATURES} or more features in another "
+                "layout, so its optimiser state does not fit this model. Finish the run with the "
+                "mmaavi that started it, or start a new run in another checkpoint_dir."
             )
         self.module.load_state_dict(state["module"])
         self.module.to(self.device)
