@@ -12,6 +12,12 @@ Run from the repository root (SNARE about 2 minutes, BMMC seconds)::
     .venv/bin/python benchmarks/step_time.py                 # ATAC encoder input: log1p_norm
     .venv/bin/python benchmarks/step_time.py --atac-transform lsi
     .venv/bin/python benchmarks/step_time.py --task bmmc --steps 200
+    .venv/bin/python benchmarks/step_time.py --input both     # wide ATAC input vs dense
+
+``--input both`` builds the model twice, once with the wide-input path of ``mmaavi.nn.wide``
+(the default for 4096+ features) and once with every input dense as before it, and alternates
+rounds of 5 steps between the two, so both see the same machine load; it reports CPU
+milliseconds per step for each.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -32,15 +39,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tasks import snare_mosaic  # noqa: E402
 
 import mmaavi  # noqa: E402
+import mmaavi.data._transforms as _transforms  # noqa: E402
+import mmaavi.nn.encoders as _encoders  # noqa: E402
 from mmaavi.module import LossWeights  # noqa: E402
 from mmaavi.train._loop import _deterministic  # noqa: E402
 from mmaavi.train._optim import FlatRMSprop  # noqa: E402
+
+
+@contextmanager
+def _inputs(kind: str):
+    """``dense``: no input counts as wide while inside (the data and the encoders read it)."""
+    saved = _transforms.WIDE_INPUT_FEATURES
+    if kind == "dense":
+        _transforms.WIDE_INPUT_FEATURES = _encoders.WIDE_INPUT_FEATURES = 10**9
+    try:
+        yield
+    finally:
+        _transforms.WIDE_INPUT_FEATURES = _encoders.WIDE_INPUT_FEATURES = saved
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="snare", choices=["snare", "bmmc"])
     parser.add_argument("--atac-transform", default="log1p_norm", choices=["log1p_norm", "lsi"])
+    parser.add_argument("--input", default="wide", choices=["wide", "dense", "both"])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument(
         "--batch-size", type=int, default=None, help="default: train()'s (SNARE 142, BMMC 32)"
@@ -49,49 +71,68 @@ def main() -> None:
     if args.task == "snare":
         task = snare_mosaic()
         transform = {"rna": "log1p_norm", "atac": args.atac_transform}
-        model = mmaavi.MMAAVI(task.mdata, batch_key="batch", n_components=15, transform=transform)
+        mdata, kwargs = task.mdata, {"batch_key": "batch", "n_components": 15}
     else:
         mdata = mmaavi.datasets.bmmc_mosaic()
         mmaavi.graph.add_guidance_graph(mdata, "hg38")
         transform = {m: args.atac_transform if m == "atac" else "log1p_norm" for m in mdata.mod}
-        model = mmaavi.MMAAVI(mdata, n_components=11, transform=transform)
-    module, data = model._build_module(), model.data
+        kwargs = {"n_components": 11}
+    kinds = ["wide", "dense"] if args.input == "both" else [args.input]
+    runs = {}
+    for kind in kinds:
+        with _inputs(kind):
+            torch.manual_seed(0)
+            model = mmaavi.MMAAVI(mdata, transform=transform, **kwargs)
+            module = model._build_module().train()
+        runs[kind] = (model.data, module, FlatRMSprop(module.parameters(), lr=2e-3))
+    data = runs[kinds[0]][0]
     # the size train() picks: its rule over the cells it trains on (validation 10 %, seed 0)
     n_train = len(mmaavi.data.train_val_split(data.batch, 0.1, 0)[0])
     n_features = sum(data.n_features(m) for m in data.modalities)
     args.batch_size = args.batch_size or mmaavi.data.default_batch_size(n_train, n_features)
-    optimizer = FlatRMSprop(module.parameters(), lr=2e-3)
     rng = np.random.default_rng(0)
-    torch.manual_seed(0)
     # the training loop's CPU settings (deterministic kernels, no NaN fill of new tensors)
     deterministic = _deterministic(True)
     deterministic.__enter__()
-    module.train()
 
-    def step() -> None:
-        idx = np.sort(rng.choice(data.n_cells, args.batch_size, replace=False))
-        out = module.loss(data.minibatch(idx), LossWeights())
-        optimizer.zero_grad()
-        out.total.backward()
-        optimizer.step()
+    def steps(kind: str, n: int) -> tuple[float, float]:
+        data, module, optimizer = runs[kind]
+        wall, cpu = time.perf_counter(), time.process_time()
+        with _inputs(kind):
+            for _ in range(n):
+                idx = np.sort(rng.choice(data.n_cells, args.batch_size, replace=False))
+                out = module.loss(data.minibatch(idx), LossWeights())
+                optimizer.zero_grad()
+                out.total.backward()
+                optimizer.step()
+        return time.perf_counter() - wall, time.process_time() - cpu
 
-    for _ in range(3):
-        step()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    seconds = (time.perf_counter() - start) / args.steps
-    print(
-        json.dumps(
-            {
-                "task": "snare_mosaic" if args.task == "snare" else "bmmc_mosaic",
-                "atac_transform": args.atac_transform,
-                "batch_size": args.batch_size,
-                "seconds_per_step": round(seconds, 3),
-                "torch_threads": torch.get_num_threads(),
-            }
+    for kind in kinds:
+        steps(kind, 3)  # warm-up
+    totals = {kind: [0.0, 0.0] for kind in kinds}
+    done = 0
+    while done < args.steps:
+        n = min(5, args.steps - done)
+        for kind in kinds:
+            wall, cpu = steps(kind, n)
+            totals[kind][0] += wall
+            totals[kind][1] += cpu
+        done += n
+    for kind in kinds:
+        wall, cpu = totals[kind]
+        print(
+            json.dumps(
+                {
+                    "task": "snare_mosaic" if args.task == "snare" else "bmmc_mosaic",
+                    "atac_transform": args.atac_transform,
+                    "input": kind,
+                    "batch_size": args.batch_size,
+                    "seconds_per_step": round(wall / args.steps, 3),
+                    "cpu_seconds_per_step": round(cpu / args.steps, 3),
+                    "torch_threads": torch.get_num_threads(),
+                }
+            )
         )
-    )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ torch's ``RMSprop`` loops over the parameters (123 tensors for a three-modality 
 kernels each, ~720 kernel launches per step; at minibatches of 32 cells that per-kernel cost was
 the largest single item of a CPU training step. Here the parameters are views into one
 contiguous buffer, and a step is one ``cat`` of the gradients per segment of the buffer (one
-segment for the BMMC model, a few for the largest models) and five kernels per tile of it, a
-tile small enough for its four operands to stay in cache from one kernel to the next.
+segment for the BMMC model, a few for the largest models; none for a parameter large enough to
+be a segment of its own) and five kernels per tile of it, a tile small enough for its four
+operands to stay in cache from one kernel to the next.
 
 The update is torch's non-centred RMSprop without momentum or weight decay:
 ``v = alpha v + (1 - alpha) g^2``; ``p -= lr g / (sqrt(v) + eps)``. As in torch, a parameter
@@ -109,17 +110,21 @@ class FlatRMSprop(torch.optim.Optimizer):
                 p.data = self._flat[a:b].view_as(p)
         self._square_avg = torch.zeros_like(self._flat)
         # The update runs over segments of whole parameters of at most SEGMENT elements (a larger
-        # parameter is a segment of its own): the gradients are gathered into a scratch buffer
-        # of the largest segment's size, the denominator into one of a tile's. Buffers the size
-        # of all parameters would add to the training peak (~200 MB on SNARE-seq's 17M
-        # weights); torch's own RMSprop holds one parameter-sized temporary at a time.
+        # parameter is a segment of its own, updated from its gradient where it lies): the
+        # gradients of a segment of several are gathered into a scratch buffer of the largest
+        # such segment's size, the denominator into one of a tile's. Buffers the size of all
+        # parameters would add to the training peak (~200 MB on SNARE-seq's 17M weights);
+        # torch's own RMSprop holds one parameter-sized temporary at a time.
         self._segments = _segments([p.numel() for p in self._params], SEGMENT)
-        scratch = max(self._bounds[j - 1][1] - self._bounds[i][0] for i, j in self._segments)
-        self._scratch_grad = torch.empty(scratch, dtype=self._flat.dtype, device=self._flat.device)
+        sizes = [self._bounds[j - 1][1] - self._bounds[i][0] for i, j in self._segments]
+        gathered = [n for n, (i, j) in zip(sizes, self._segments) if j - i > 1]
+        self._scratch_grad = torch.empty(
+            max(gathered, default=0), dtype=self._flat.dtype, device=self._flat.device
+        )
         # one kernel per segment on an accelerator (launches cost more there than traffic)
-        self._tile = TILE if self._flat.device.type == "cpu" else scratch
+        self._tile = TILE if self._flat.device.type == "cpu" else max(sizes)
         self._scratch_denom = torch.empty(
-            min(scratch, self._tile), dtype=self._flat.dtype, device=self._flat.device
+            min(max(sizes), self._tile), dtype=self._flat.dtype, device=self._flat.device
         )
         self._steps = 0
 
@@ -167,12 +172,17 @@ class FlatRMSprop(torch.optim.Optimizer):
             if all(g is None for g in part):
                 continue  # as in torch: no gradient, no change (running averages included)
             a, b = self._bounds[i][0], self._bounds[j - 1][1]
-            grad = self._scratch_grad[: b - a]
             untouched = [k for k, g in zip(range(i, j), part) if g is None]
+            if j - i == 1:
+                # a parameter of its own (the wide layers): no copy of its gradient (a view, as
+                # gradients have their parameter's layout; reshape copies one that does not)
+                grad = part[0].reshape(-1)
+            else:
+                grad = self._scratch_grad[: b - a]
             # one cat per run of consecutive parameters with gradients: a model whose unused
             # parameters (e.g. the zero-inflation logits of NB decoders) sit among the others
             # would otherwise pay one copy per parameter, ~120 a step
-            for k0, k1, has_grad in _runs([g is not None for g in part], i):
+            for k0, k1, has_grad in _runs([g is not None for g in part], i) if j - i > 1 else ():
                 view = grad[self._bounds[k0][0] - a : self._bounds[k1 - 1][1] - a]
                 if has_grad:
                     torch.cat([g.reshape(-1) for g in grads[k0:k1]], out=view)
