@@ -6,15 +6,12 @@ Minibatches are ``dict[str, torch.Tensor]``; per-modality entries are keyed
 
 #: raw counts, dense float32 (batch_size, n_features_m); rows of cells without m are 0
 X = "x"
-#: encoder input, float32 (batch_size, n_input_m); rows of cells without m are 0. For a wide
-#: ``log1p_norm`` input (``mmaavi.nn.wide``) the same matrix comes as the five ENC_* entries
-#: below instead: ``base[group] + S``, the stored entries of S at (rows, cols) with values
+#: encoder input, float32 (batch_size, n_input_m); rows of cells without m are 0
 ENC = "enc"
-ENC_BASE = "enc_base"
-ENC_GROUP = "enc_group"
-ENC_ROWS = "enc_rows"
-ENC_COLS = "enc_cols"
-ENC_VALUES = "enc_values"
+#: a wide ``log1p_norm`` encoder input comes as these entries instead of ENC: the fields of
+#: ``mmaavi.nn.wide.SparseRows``, in its order (``base[group]`` plus stored entries at
+#: ``(rows, cols)`` with ``values``)
+ENC_SPARSE = ("enc_base", "enc_group", "enc_rows", "enc_cols", "enc_values")
 #: feature mask, bool (batch_size, n_features_m): True where the feature was measured
 #: for that cell. Absent from the minibatch when every block of m measures every feature.
 FMASK = "fmask"

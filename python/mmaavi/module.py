@@ -35,9 +35,6 @@ from .nn.graph import kl_standard_normal
 from .nn.likelihoods import normalised_mean
 from .nn.wide import SparseRows
 
-#: minibatch keys of a wide input's pieces, in SparseRows' field order
-_SPARSE_ENC_KEYS = (K.ENC_BASE, K.ENC_GROUP, K.ENC_ROWS, K.ENC_COLS, K.ENC_VALUES)
-
 #: names of the loss terms, in the order they are reported
 LOSS_TERMS = ("nll", "kl_z", "kl_u", "kl_c", "kl_v", "graph", "sup", "disc")
 
@@ -163,15 +160,17 @@ class MMAAVIModule(nn.Module):
         )
 
     # ------------------------------------------------------------------ inference
-    def _encoder_inputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, object]:
+    def _encoder_inputs(
+        self, batch: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor | SparseRows]:
         """Each modality's encoder input: the dense ``enc`` entry, or the wide input's pieces."""
-        inputs: dict[str, object] = {}
+        inputs: dict[str, torch.Tensor | SparseRows] = {}
         for m in self.modalities:
             dense = batch.get(K.mod_key(K.ENC, m))
             inputs[m] = (
                 dense
                 if dense is not None
-                else SparseRows(*(batch[K.mod_key(key, m)] for key in _SPARSE_ENC_KEYS))
+                else SparseRows(*(batch[K.mod_key(key, m)] for key in K.ENC_SPARSE))
             )
         return inputs
 

@@ -54,8 +54,7 @@ def test_sparse_pieces_are_the_dense_input(mdata):
     idx = np.arange(0, 150, 3)  # cells of all three batches, some without ATAC
     batch = data.minibatch(idx)
     assert K.mod_key(K.ENC, "atac") not in batch and K.mod_key(K.ENC, "rna") in batch
-    keys = (K.ENC_BASE, K.ENC_GROUP, K.ENC_ROWS, K.ENC_COLS, K.ENC_VALUES)
-    pieces = SparseRows(*(batch[K.mod_key(k, "atac")] for k in keys))
+    pieces = SparseRows(*(batch[K.mod_key(k, "atac")] for k in K.ENC_SPARSE))
     assert pieces.values.numel() > 0
     j = data.modalities.index("atac")
     fmask = batch[K.mod_key(K.FMASK, "atac")].numpy()

@@ -47,14 +47,6 @@ from mmaavi.data._validate import (
 logger = logging.getLogger(__name__)
 
 Transform = Log1pNorm | Embedding
-#: encode_sparse's pieces -> their minibatch keys
-_SPARSE_KEYS = {
-    "base": K.ENC_BASE,
-    "group": K.ENC_GROUP,
-    "rows": K.ENC_ROWS,
-    "cols": K.ENC_COLS,
-    "values": K.ENC_VALUES,
-}
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,7 +156,8 @@ class MosaicData:
         -------
         dict
             ``x/<m>`` dense float32 raw counts (zero rows for cells lacking m; with
-            ``targets``), ``enc/<m>`` float32 encoder input, ``fmask/<m>`` bool measured-feature
+            ``targets``), ``enc/<m>`` float32 encoder input (for a wide input its
+            :class:`~mmaavi.nn.wide.SparseRows` fields ``enc_base/<m>`` ... instead), ``fmask/<m>`` bool measured-feature
             mask (only for modalities with unmeasured features; all False for cells lacking m),
             ``obs_mask``, ``batch``, ``adv``, ``label``, ``index``.
         """
@@ -193,8 +186,7 @@ class MosaicData:
                 parts = transform.encode_sparse(
                     rows, batch, obs_mask[:, j], fmask, self.block[m][idx]
                 )
-                for part, key in _SPARSE_KEYS.items():
-                    out[K.mod_key(key, m)] = parts[part]
+                out.update((K.mod_key(key, m), part) for key, part in zip(K.ENC_SPARSE, parts))
             else:
                 out[K.mod_key(K.ENC, m)] = transform.encode(rows, idx, batch, obs_mask[:, j], fmask)
         out[K.OBS_MASK] = torch.from_numpy(obs_mask)

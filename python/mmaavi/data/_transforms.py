@@ -39,7 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from mmaavi.data._counts import CountMatrix, row_chunks
-from mmaavi.nn.wide import WIDE_INPUT_FEATURES
+from mmaavi.nn.wide import WIDE_INPUT_FEATURES, SparseRows
 
 logger = logging.getLogger(__name__)
 
@@ -219,12 +219,12 @@ class Log1pNorm:
         observed: np.ndarray,
         fmask: np.ndarray | None,
         block: np.ndarray,
-    ) -> dict[str, torch.Tensor]:
-        """The matrix :meth:`encode` gives, as the fields of :class:`~mmaavi.nn.wide.SparseRows`.
+    ) -> SparseRows:
+        """The matrix :meth:`encode` gives, as :class:`~mmaavi.nn.wide.SparseRows`.
 
         A zero count's input depends only on the cell's batch and measured features, so that row
         is stored once per (batch, block) of the minibatch (``base``, ``group``); a stored count
-        adds ``log1p(x) / std`` to it. Keys ``base``, ``group``, ``rows``, ``cols``, ``values``.
+        adds ``log1p(x) / std`` to it.
         """
         observed = np.asarray(observed, dtype=bool)
         key = np.stack([np.asarray(batch, dtype=np.int64), np.where(observed, block, -1)], axis=1)
@@ -239,13 +239,13 @@ class Log1pNorm:
         if self.log1p:
             values = np.log1p(values)
         values /= self.std[batch[r], c]
-        return {
-            "base": base,
-            "group": torch.from_numpy(group.reshape(-1).astype(np.int64)),
-            "rows": torch.from_numpy(r.astype(np.int64)),
-            "cols": torch.from_numpy(c),
-            "values": torch.from_numpy(values),
-        }
+        return SparseRows(
+            base=base,
+            group=torch.from_numpy(group.reshape(-1).astype(np.int64)),
+            rows=torch.from_numpy(r.astype(np.int64)),
+            cols=torch.from_numpy(c),
+            values=torch.from_numpy(values),
+        )
 
 
 class Embedding:
