@@ -37,7 +37,7 @@ def test_initial_values_are_those_nn_linear_draws():
     assert torch.equal(wide.bias, reference.bias)
 
 
-@pytest.mark.parametrize("density", [0.005, 0.5])  # sparse kernels, then the dense fallback
+@pytest.mark.parametrize("density", [0.0, 0.005, 0.5])  # no entry, sparse kernels, dense fallback
 def test_sparse_rows_give_linear_values_and_gradients(density):
     reference, wide = _pair()
     x = _sparse_rows(40, density)
