@@ -39,8 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tasks import snare_mosaic  # noqa: E402
 
 import mmaavi  # noqa: E402
-import mmaavi.data._transforms as _transforms  # noqa: E402
-import mmaavi.nn.encoders as _encoders  # noqa: E402
+import mmaavi.nn.wide as _wide  # noqa: E402
 from mmaavi.module import LossWeights  # noqa: E402
 from mmaavi.train._loop import _deterministic  # noqa: E402
 from mmaavi.train._optim import FlatRMSprop  # noqa: E402
@@ -48,14 +47,15 @@ from mmaavi.train._optim import FlatRMSprop  # noqa: E402
 
 @contextmanager
 def _inputs(kind: str):
-    """``dense``: no input counts as wide while inside (the data and the encoders read it)."""
-    saved = _transforms.WIDE_INPUT_FEATURES
+    """``dense``: no input counts as wide while inside (the data and the encoders ask
+    ``mmaavi.nn.wide.is_wide``)."""
+    saved = _wide.WIDE_INPUT_FEATURES
     if kind == "dense":
-        _transforms.WIDE_INPUT_FEATURES = _encoders.WIDE_INPUT_FEATURES = 10**9
+        _wide.WIDE_INPUT_FEATURES = 10**9
     try:
         yield
     finally:
-        _transforms.WIDE_INPUT_FEATURES = _encoders.WIDE_INPUT_FEATURES = saved
+        _wide.WIDE_INPUT_FEATURES = saved
 
 
 def main() -> None:

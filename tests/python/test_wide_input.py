@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import mmaavi
-import mmaavi.data._transforms as transforms_module
-import mmaavi.nn.encoders as encoders_module
+import mmaavi.nn.wide as wide_module
 from _mosaics import SMALL, counts_adata
 from mmaavi import _constants as K
 from mmaavi.module import LossWeights
@@ -42,8 +41,7 @@ def mdata():
 
 def _dense_threshold(monkeypatch) -> None:
     """Make every input narrow: the dense path the wide one must agree with."""
-    monkeypatch.setattr(transforms_module, "WIDE_INPUT_FEATURES", 10**9)
-    monkeypatch.setattr(encoders_module, "WIDE_INPUT_FEATURES", 10**9)
+    monkeypatch.setattr(wide_module, "WIDE_INPUT_FEATURES", 10**9)
 
 
 def test_sparse_pieces_are_the_dense_input(mdata):

@@ -39,7 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from mmaavi.data._counts import CountMatrix, row_chunks
-from mmaavi.nn.wide import WIDE_INPUT_FEATURES, SparseRows
+from mmaavi.nn.wide import SparseRows, is_wide
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Log1pNorm:
     @property
     def wide(self) -> bool:
         """Whether minibatches carry this input as :meth:`encode_sparse`'s pieces."""
-        return self.n_input >= WIDE_INPUT_FEATURES
+        return is_wide(self.n_input)
 
     def encode_sparse(
         self,

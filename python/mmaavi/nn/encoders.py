@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ._mlp import mlp, present_rows, run_batchnorm_safe
-from .wide import WIDE_INPUT_FEATURES, SparseRows
+from .wide import SparseRows, is_wide
 
 
 class ModalityEncoders(nn.Module):
@@ -16,7 +16,7 @@ class ModalityEncoders(nn.Module):
 
     Running an encoder on absent cells would feed its BatchNorm the all-zero rows of
     unmeasured cells and skew the running statistics (a flaw of the original code).
-    An input of :data:`~mmaavi.nn.wide.WIDE_INPUT_FEATURES` or more gets a
+    A wide input (:func:`~mmaavi.nn.wide.is_wide`) gets a
     :class:`~mmaavi.nn.wide.WideLinear` first layer, which also takes
     :class:`~mmaavi.nn.wide.SparseRows` input.
 
@@ -40,10 +40,7 @@ class ModalityEncoders(nn.Module):
         self.modalities = tuple(n_inputs)
         self.n_out = int(hidden[-1])
         self.nets = nn.ModuleDict(
-            {
-                m: mlp(n, hidden, dropout=dropout, wide_input=n >= WIDE_INPUT_FEATURES)
-                for m, n in n_inputs.items()
-            }
+            {m: mlp(n, hidden, dropout=dropout, wide_input=is_wide(n)) for m, n in n_inputs.items()}
         )
 
     def forward(

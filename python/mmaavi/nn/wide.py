@@ -21,6 +21,14 @@ from torch import nn
 
 #: inputs this wide (and wider) of a ``log1p_norm`` modality are passed as :class:`SparseRows`
 WIDE_INPUT_FEATURES = 4096
+
+
+def is_wide(n_features: int) -> bool:
+    """Whether an input of ``n_features`` is wide: the one rule the data (which passes it as
+    :class:`SparseRows`) and the encoders (which give it a :class:`WideLinear`) both follow."""
+    return n_features >= WIDE_INPUT_FEATURES
+
+
 #: a minibatch storing more than this fraction of its entries is multiplied densely instead
 #: (the gather and scatter cost more per entry than a dense product's multiply-add)
 DENSE_ABOVE_FRACTION = 0.02

@@ -179,15 +179,15 @@ class FlatRMSprop(torch.optim.Optimizer):
                 grad = part[0].reshape(-1)
             else:
                 grad = self._scratch_grad[: b - a]
-            # one cat per run of consecutive parameters with gradients: a model whose unused
-            # parameters (e.g. the zero-inflation logits of NB decoders) sit among the others
-            # would otherwise pay one copy per parameter, ~120 a step
-            for k0, k1, has_grad in _runs([g is not None for g in part], i) if j - i > 1 else ():
-                view = grad[self._bounds[k0][0] - a : self._bounds[k1 - 1][1] - a]
-                if has_grad:
-                    torch.cat([g.reshape(-1) for g in grads[k0:k1]], out=view)
-                else:
-                    view.zero_()
+                # one cat per run of consecutive parameters with gradients: a model whose unused
+                # parameters (e.g. the zero-inflation logits of NB decoders) sit among the others
+                # would otherwise pay one copy per parameter, ~120 a step
+                for k0, k1, has_grad in _runs([g is not None for g in part], i):
+                    view = grad[self._bounds[k0][0] - a : self._bounds[k1 - 1][1] - a]
+                    if has_grad:
+                        torch.cat([g.reshape(-1) for g in grads[k0:k1]], out=view)
+                    else:
+                        view.zero_()
             square_avg, flat = self._square_avg[a:b], self._flat[a:b]
             # a parameter without a gradient keeps its running average (its update is 0)
             kept = [self._square_avg[slice(*self._bounds[k])].clone() for k in untouched]
