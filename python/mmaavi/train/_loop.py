@@ -33,6 +33,7 @@ from ..module import LOSS_TERMS, LossWeights, MMAAVIModule
 from ..nn.wide import WIDE_INPUT_FEATURES, WideLinear
 from . import _distributed as parallel
 from ._checkpoint import CHECKPOINT_VERSION, checkpoint_path, load_checkpoint, save_checkpoint
+from ._kept import KeptWeights
 from ._optim import FlatRMSprop
 from ._progress import Progress
 
@@ -249,17 +250,6 @@ def train_module(
         return _Run(module, data, plan, device, checkpointing, ctx).run(progress)
 
 
-def _clone(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _copy_state(module: torch.nn.Module, into: dict[str, torch.Tensor]) -> None:
-    """Overwrite the tensors of ``into`` (a :func:`_clone` of ``module``) with its state now."""
-    with torch.no_grad():
-        for k, v in module.state_dict().items():
-            into[k].copy_(v)
-
-
 def _plan_record(plan: TrainingPlan, batch_size: int, world_size: int) -> dict[str, Any]:
     """The settings a resumed run must share with the run it continues (all but max_epochs)."""
     record = asdict(plan)
@@ -320,7 +310,7 @@ class _Run:
         self.best_epoch = 0
         # the weights the run ends with: the last completed epoch's, or the best epoch's
         self.kept_epoch = 0
-        self.kept_state = _clone(module)
+        self.kept = KeptWeights(module)
         self.lr_cuts = 0
         self.stop_reason = ""
         self.limit_reached = False
@@ -356,7 +346,7 @@ class _Run:
                 "module": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
                 # the weights the run ends with (the best ones, for checkpoints older than
                 # restore_best; the key keeps that name so they still load)
-                "best_module": {k: v.cpu() for k, v in self.kept_state.items()},
+                "best_module": self.kept.state(),
                 "best_monitor": self.best_monitor,
                 "best_epoch": self.best_epoch,
                 "optimizer": self.optimizer.state_dict(),
@@ -420,7 +410,7 @@ class _Run:
             )
         self.module.load_state_dict(state["module"])
         self.module.to(self.device)
-        self.kept_state = {k: v.to(self.device) for k, v in state["best_module"].items()}
+        self.kept.set(state["best_module"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         rank_rngs = state.get("rank_rngs")
@@ -487,7 +477,8 @@ class _Run:
             err.result = self._result(interrupted)
             raise
         finally:
-            self.module.load_state_dict(self.kept_state)
+            self.kept.load_into(self.module)
+            self.kept.close()
             self.module.eval()
             bar.close(
                 f"stopped after {self.epoch} epochs ({self.stop_reason}); "
@@ -611,10 +602,9 @@ class _Run:
             self.best_monitor, self.best_epoch = monitored, epoch
         if improved or not plan.restore_best:
             # a copy even of the last epoch's weights: Ctrl-C or a divergence in the next epoch
-            # must not leave half-updated (or NaN) weights; written over the previous copy, so
-            # two never coexist
+            # must not leave half-updated (or NaN) weights (in a temporary file: _kept)
             self.kept_epoch = epoch
-            _copy_state(module, self.kept_state)
+            self.kept.keep(module)
         lr_before = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step(monitored)
         if self.optimizer.param_groups[0]["lr"] < lr_before:
