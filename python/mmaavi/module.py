@@ -32,7 +32,7 @@ from .nn import (
 )
 from .nn._mlp import present_rows
 from .nn.graph import kl_standard_normal
-from .nn.likelihoods import normalised_mean
+from .nn.likelihoods import SparseCounts, normalised_mean
 from .nn.wide import SparseRows
 
 #: names of the loss terms, in the order they are reported
@@ -220,6 +220,15 @@ class MMAAVIModule(nn.Module):
         return normalised_mean(self.likelihoods[modality], px, lib)
 
     # ------------------------------------------------------------------ loss
+    @staticmethod
+    def _targets(batch: Mapping[str, torch.Tensor], m: str) -> torch.Tensor | SparseCounts:
+        """The raw counts of ``m``: dense, or a wide modality's non-zero entries."""
+        dense = batch.get(K.mod_key(K.X, m))
+        if dense is not None:
+            return dense
+        parts = [batch[K.mod_key(key, m)] for key in K.X_SPARSE]
+        return SparseCounts(*parts, n_rows=len(batch[K.BATCH]))
+
     def loss(self, batch: Mapping[str, torch.Tensor], weights: LossWeights) -> LossOutput:
         """Sample the posterior once and evaluate every loss term on the minibatch."""
         obs_mask = batch[K.OBS_MASK]
@@ -265,7 +274,7 @@ class MMAAVIModule(nn.Module):
         batch_index = batch[K.BATCH]
         nll: dict[str, torch.Tensor] = {}
         for j, m in enumerate(self.modalities):
-            x = batch[K.mod_key(K.X, m)]
+            x = self._targets(batch, m)
             fmask = batch.get(K.mod_key(K.FMASK, m))
             z_m, batch_m = z, batch_index
             r = rows[j]
@@ -273,13 +282,15 @@ class MMAAVIModule(nn.Module):
                 if r.numel() == 0:
                     continue
                 x, z_m, batch_m = (
-                    x.index_select(0, r),
+                    x.select_rows(r) if isinstance(x, SparseCounts) else x.index_select(0, r),
                     z.index_select(0, r),
                     batch_m.index_select(0, r),
                 )
                 fmask = fmask.index_select(0, r) if fmask is not None else None
-            measured_x = x if fmask is None else x * fmask
-            library = measured_x.sum(dim=1, keepdim=True)
+            if isinstance(x, SparseCounts):
+                library = (x if fmask is None else x.measured(fmask)).row_sums()
+            else:
+                library = (x if fmask is None else x * fmask).sum(dim=1, keepdim=True)
             a, b = self.feature_slices[m]
             log_lik = self.decoders[m].log_likelihood(x, z_m, v[a:b], batch_m, library, fmask)
             nll[m] = -log_lik.mean()

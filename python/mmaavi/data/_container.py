@@ -43,6 +43,7 @@ from mmaavi.data._validate import (
     to_csr_float32,
     warn_empty_cells,
 )
+from mmaavi.nn.wide import is_wide
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,12 @@ class MosaicData:
         """Number of features of ``modality`` (decoder output width)."""
         return len(self.var_names[self._check_modality(modality)])
 
+    def sparse_targets(self, modality: str) -> bool:
+        """Whether minibatches carry the counts of ``modality`` as their non-zero entries
+        (``_constants.X_SPARSE``) rather than dense: wide inputs (``mmaavi.nn.wide.is_wide``)
+        with the NB likelihood, whose loss reads only the non-zero counts."""
+        return self.likelihoods[modality] == "nb" and is_wide(self.n_features(modality))
+
     def n_input(self, modality: str) -> int:
         """Encoder input width of ``modality``."""
         return self.transforms[self._check_modality(modality)].n_input
@@ -148,7 +155,7 @@ class MosaicData:
         idx
             Int array (batch_size,) of cell positions.
         targets
-            Include the dense raw counts ``x/<m>`` (the reconstruction targets). Encoding needs
+            Include the raw counts ``x/<m>`` (the reconstruction targets). Encoding needs
             only the encoder inputs; leaving the counts out saves one dense
             (batch_size, n_features_m) array per modality.
 
@@ -156,7 +163,8 @@ class MosaicData:
         -------
         dict
             ``x/<m>`` dense float32 raw counts (zero rows for cells lacking m; with
-            ``targets``), ``enc/<m>`` float32 encoder input (for a wide input its
+            ``targets``; for a modality with :meth:`sparse_targets` its non-zero entries
+            ``x_rows/<m>``, ``x_cols/<m>``, ``x_values/<m>`` instead), ``enc/<m>`` float32 encoder input (for a wide input its
             :class:`~mmaavi.nn.wide.SparseRows` fields ``enc_base/<m>`` ... instead), ``fmask/<m>`` bool measured-feature
             mask (only for modalities with unmeasured features; all False for cells lacking m),
             ``obs_mask``, ``batch``, ``adv``, ``label``, ``index``.
@@ -179,7 +187,9 @@ class MosaicData:
                 padded = np.vstack([measured, np.zeros((1, measured.shape[1]), dtype=bool)])
                 fmask = padded[self.block[m][idx]]  # block -1 picks the all-False padding row
                 out[K.mod_key(K.FMASK, m)] = torch.from_numpy(fmask)
-            if targets:
+            if targets and self.sparse_targets(m):
+                out.update(zip((K.mod_key(key, m) for key in K.X_SPARSE), _nonzero_entries(rows)))
+            elif targets:
                 out[K.mod_key(K.X, m)] = torch.from_numpy(rows.toarray())
             transform = self.transforms[m]
             if transform.wide:
@@ -471,6 +481,20 @@ def _on_disk(adata: object, backed: bool | None, where: str) -> bool:
         f"{where}: backed=True needs counts stored on disk as CSR (a backed AnnData read with "
         f"anndata.read_h5ad(path, backed='r') or mudata.read_h5mu(path, backed=True)); found "
         f"{found}. Either {fix}, or pass backed=None to load such modalities into memory."
+    )
+
+
+def _nonzero_entries(rows: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row, column (int64) and value (float32) of the non-zero entries of ``rows``, row-major
+    with columns ascending (the order ``torch.nonzero`` gives the dense matrix)."""
+    rows = rows.copy() if rows.has_sorted_indices else rows.sorted_indices()
+    rows.eliminate_zeros()  # stored zeros are not entries of a count matrix
+    counts = np.diff(rows.indptr)
+    row = np.repeat(np.arange(rows.shape[0], dtype=np.int64), counts)
+    return (
+        torch.from_numpy(row),
+        torch.from_numpy(rows.indices.astype(np.int64)),
+        torch.from_numpy(np.asarray(rows.data, dtype=np.float32)),
     )
 
 

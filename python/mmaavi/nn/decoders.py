@@ -9,7 +9,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from ._mlp import mlp, run_batchnorm_safe
-from .likelihoods import build_likelihood, nb_log_likelihood
+from .likelihoods import SparseCounts, build_likelihood, nb_log_likelihood
 
 
 class HybridDecoder(nn.Module):
@@ -92,7 +92,7 @@ class HybridDecoder(nn.Module):
 
     def log_likelihood(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | SparseCounts,
         z: torch.Tensor,
         v: torch.Tensor,
         batch: torch.Tensor,
@@ -101,13 +101,16 @@ class HybridDecoder(nn.Module):
     ) -> torch.Tensor:
         """log p(x | z, V) per cell, summed over the measured features, (n_cells,).
 
-        Arguments as in :meth:`forward`, with ``x`` the raw data (n_cells, n_features). The NB
-        case takes the sparse-aware path of :func:`nb_log_likelihood`, the training hot spot.
+        Arguments as in :meth:`forward`, with ``x`` the raw data (n_cells, n_features) or its
+        non-zero entries (:class:`~mmaavi.nn.likelihoods.SparseCounts`). The NB case takes the
+        sparse-aware path of :func:`nb_log_likelihood`, the training hot spot.
         """
         if self.likelihood == "nb":
             logits = self.logits(z, v, batch)
             log_theta = self.log_theta.index_select(0, batch)
             return nb_log_likelihood(x, logits, library, log_theta, feature_mask)
+        if isinstance(x, SparseCounts):  # only the NB path reads the counts sparsely
+            x = x.to_dense(v.shape[0])
         px = self.forward(z, v, batch, library, feature_mask)
         target = (x > 0).to(x.dtype) if self.likelihood == "bernoulli" else x
         log_prob = px.log_prob(target)

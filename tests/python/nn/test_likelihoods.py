@@ -10,7 +10,7 @@ from scipy.special import expit
 from torch.distributions import NegativeBinomial
 
 from mmaavi.nn import ZeroInflatedNegativeBinomial, build_likelihood, nb_from_mean
-from mmaavi.nn.likelihoods import nb_log_likelihood
+from mmaavi.nn.likelihoods import SparseCounts, nb_log_likelihood
 
 MEANS = [0.05, 0.7, 3.0, 25.0, 400.0]
 THETAS = [0.1, 1.0, 4.0, 50.0]
@@ -169,3 +169,37 @@ def test_nb_log_likelihood_equals_summed_log_prob(masked):
     want = dist.log_prob(x if mask is None else x * mask)
     want = (want if mask is None else want * mask).sum(dim=1)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def _sparse(x: torch.Tensor) -> SparseCounts:
+    rows, cols = torch.nonzero(x, as_tuple=True)
+    return SparseCounts(rows, cols, x[rows, cols], x.shape[0])
+
+
+def test_sparse_counts_operations_equal_the_dense_ones():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.poisson(torch.full((12, 40), 0.3), generator=gen)
+    x[3] = 0.0  # an empty row
+    sx = _sparse(x)
+    assert torch.equal(sx.to_dense(40), x)
+    assert torch.equal(sx.row_sums(), x.sum(dim=1, keepdim=True))
+    positions = torch.tensor([0, 3, 4, 9, 11])
+    assert torch.equal(sx.select_rows(positions).to_dense(40), x.index_select(0, positions))
+    mask = torch.rand(12, 40, generator=gen) < 0.7
+    assert torch.equal(sx.measured(mask).to_dense(40), x * mask)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_nb_log_likelihood_of_sparse_counts_equals_dense_bit_for_bit(masked):
+    gen = torch.Generator().manual_seed(3)
+    n, f = 25, 300
+    logits = torch.randn(n, f, generator=gen, requires_grad=True)
+    log_theta = torch.randn(n, f, generator=gen)
+    x = torch.poisson(torch.full((n, f), 0.2), generator=gen)
+    mask = torch.rand(n, f, generator=gen) < 0.8 if masked else None
+    library = (x if mask is None else x * mask).sum(dim=1, keepdim=True)
+    dense = nb_log_likelihood(x, logits, library, log_theta, mask)
+    (grad_dense,) = torch.autograd.grad(dense.sum(), logits)
+    sparse = nb_log_likelihood(_sparse(x), logits, library, log_theta, mask)
+    (grad_sparse,) = torch.autograd.grad(sparse.sum(), logits)
+    assert torch.equal(sparse, dense) and torch.equal(grad_sparse, grad_dense)
