@@ -7,7 +7,8 @@ Minibatches are ``dict[str, torch.Tensor]``; per-modality entries are keyed
 #: raw counts, dense float32 (batch_size, n_features_m); rows of cells without m are 0
 X = "x"
 #: a wide NB modality's raw counts come as these entries instead of X: the non-zero entries'
-#: row (int64), column (int64) and value (float32), row-major (``mmaavi.nn.likelihoods.SparseCounts``)
+#: row (int64), column (int64) and value (float32), row-major
+#: (``mmaavi.nn.likelihoods.SparseCounts``)
 X_SPARSE = ("x_rows", "x_cols", "x_values")
 #: encoder input, float32 (batch_size, n_input_m); rows of cells without m are 0
 ENC = "enc"

@@ -164,10 +164,11 @@ class MosaicData:
         dict
             ``x/<m>`` dense float32 raw counts (zero rows for cells lacking m; with
             ``targets``; for a modality with :meth:`sparse_targets` its non-zero entries
-            ``x_rows/<m>``, ``x_cols/<m>``, ``x_values/<m>`` instead), ``enc/<m>`` float32 encoder input (for a wide input its
-            :class:`~mmaavi.nn.wide.SparseRows` fields ``enc_base/<m>`` ... instead), ``fmask/<m>`` bool measured-feature
-            mask (only for modalities with unmeasured features; all False for cells lacking m),
-            ``obs_mask``, ``batch``, ``adv``, ``label``, ``index``.
+            ``x_rows/<m>``, ``x_cols/<m>``, ``x_values/<m>`` instead), ``enc/<m>`` float32
+            encoder input (for a wide input its :class:`~mmaavi.nn.wide.SparseRows` fields
+            ``enc_base/<m>`` ... instead), ``fmask/<m>`` bool measured-feature mask (only for
+            modalities with unmeasured features; all False for cells lacking m), ``obs_mask``,
+            ``batch``, ``adv``, ``label``, ``index``.
         """
         idx = np.asarray(idx)
         if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
