@@ -373,7 +373,9 @@ class MMAAVI:
         Ctrl-C (KeyboardInterrupt) stops training cleanly: the weights of the last completed
         epoch (the best so far with ``restore_best``) are kept, the model counts as trained if
         an epoch was completed, ``train_info["stop_reason"]`` says so, and a warning tells how
-        to resume.
+        to resume. Those kept weights wait in an anonymous temporary file of the model's size in
+        ``TMPDIR`` (deleted when training ends), not in memory; without a writable temporary
+        folder they stay in memory, with a warning.
 
         Started by ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` > 1 in the environment), the
         same call trains data-parallel with :class:`~torch.nn.parallel.DistributedDataParallel`
