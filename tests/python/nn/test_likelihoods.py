@@ -10,6 +10,7 @@ from scipy.special import expit
 from torch.distributions import NegativeBinomial
 
 from mmaavi.nn import ZeroInflatedNegativeBinomial, build_likelihood, nb_from_mean
+from mmaavi.nn.decoders import HybridDecoder
 from mmaavi.nn.likelihoods import SparseCounts, nb_log_likelihood
 
 MEANS = [0.05, 0.7, 3.0, 25.0, 400.0]
@@ -203,3 +204,19 @@ def test_nb_log_likelihood_of_sparse_counts_equals_dense_bit_for_bit(masked):
     sparse = nb_log_likelihood(_sparse(x), logits, library, log_theta, mask)
     (grad_sparse,) = torch.autograd.grad(sparse.sum(), logits)
     assert torch.equal(sparse, dense) and torch.equal(grad_sparse, grad_dense)
+
+
+@pytest.mark.parametrize("likelihood", ["nb", "bernoulli", "zinb"])
+def test_decoder_reads_sparse_counts_as_the_dense_ones(likelihood):
+    """Every likelihood of the hybrid decoder gives the same log-likelihood from SparseCounts
+    (the NB path reads the entries, the others densify them) as from the dense counts."""
+    torch.manual_seed(0)
+    decoder = HybridDecoder(n_latent=4, n_features=50, n_batches=2, likelihood=likelihood).eval()
+    gen = torch.Generator().manual_seed(4)
+    z, v = torch.randn(8, 4, generator=gen), torch.randn(50, 4, generator=gen)
+    batch = torch.tensor([0, 1] * 4)
+    x = torch.poisson(torch.full((8, 50), 0.5), generator=gen)
+    library = x.sum(dim=1, keepdim=True)
+    dense = decoder.log_likelihood(x, z, v, batch, library)
+    sparse = decoder.log_likelihood(_sparse(x), z, v, batch, library)
+    assert torch.equal(sparse, dense)
