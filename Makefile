@@ -49,7 +49,7 @@ help:
 	@echo "make test     install, then ruff check + format check + pytest + R CMD check (R package)"
 	@echo "make test-r   R CMD build (runs the vignettes) + R CMD check --no-manual of the R package"
 	@echo "make venv     R (apt, if missing), then $(VENV) with $(PYTHON_SYS) and mmaavi[test,r] (no-op when done)"
-	@echo "make bench    peers' venv + every method on every benchmark task (3 seeds ~3.5 h on 2 cores, BENCH_SEEDS=0 ~1 h; benchmarks/results/)"
+	@echo "make bench    peers' venv + every method on every benchmark task (3 seeds ~3 h on 2 cores, BENCH_SEEDS=0 ~25 min-1 h by machine; benchmarks/results/)"
 	@echo "make lint     ruff check + ruff format --check"
 	@echo "make format   ruff format + ruff check --fix"
 	@echo "make clean    remove $(VENV), $(DEMO_OUT)/ and caches"
