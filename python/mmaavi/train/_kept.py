@@ -4,7 +4,7 @@ Training keeps a copy of the weights of the last completed epoch (or of the best
 Ctrl-C or a divergence mid-epoch never leaves half-updated weights. That copy is needed only
 when the run ends, so it lives in an anonymous temporary file (in ``tempfile.gettempdir()``,
 ``TMPDIR``), not in the process's memory: one weight-sized copy less at the training peak
-(SNARE-seq: 67 MB of ~0.95 GB). Writing it costs a few milliseconds an epoch. Where no temporary
+(SNARE-seq: 67 MB of a 0.9 GB peak). Writing it costs a few milliseconds an epoch. Where no temporary
 file can be written, the copy stays in memory (with a warning), as it did before.
 
 The file is read back with ``torch.load(weights_only=True)``; it is deleted when the run's
