@@ -64,7 +64,8 @@
 #'   comparison, with columns `feature`, `modality`, `proba_de` (posterior probability of a
 #'   change), `proba_not_de`, `bayes_factor` (natural log; above 3 is strong evidence),
 #'   `scale1`, `scale2` (mean normalised expression per group), `lfc_mean`, `lfc_median`,
-#'   `lfc_std`, `lfc_min`, `lfc_max` (log2 fold change group 1 over group 2),
+#'   `lfc_std`, `lfc_min`, `lfc_max` (log2 fold change group 1 over group 2, with a pseudocount
+#'   1000 times smaller than the one deciding `proba_de`, as in scvi-tools),
 #'   `raw_mean1`, `raw_mean2`, `non_zeros_proportion1`, `non_zeros_proportion2` (over the
 #'   group's cells that measured the feature), `is_de_fdr_<fdr_target>` (called at that
 #'   posterior expected FDR), `comparison`, `group1`, `group2`.

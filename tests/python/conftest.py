@@ -81,6 +81,21 @@ def pbmc_mosaic(shared_data):
 
 
 @pytest.fixture(scope="session")
+def pbmc_default_model(pbmc_mosaic):
+    """mmaavi with its defaults on the PBMC WNN mosaic (``n_components=8``, seed 0).
+
+    Trained once per session (~3 minutes on one CPU thread, 92 epochs) and shared by the tests
+    that need a fully trained model: integration quality and differential markers. A test may
+    add columns to its ``mdata.obs`` (group splits), never change the cells.
+    """
+    import mmaavi
+
+    model = mmaavi.MMAAVI(pbmc_mosaic(), batch_key="batch", n_components=8)
+    model.train(seed=0, progress="none")
+    return model
+
+
+@pytest.fixture(scope="session")
 def snare_benchmark(shared_data):
     """``benchmarks/snare_mosaic.py``'s ``run`` on ``shared_data``: the test and the benchmark
     share one definition of the SNARE-seq mosaic task and its scores (``benchmarks/tasks.py``),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import mmaavi
 from mmaavi import MMAAVI
@@ -192,6 +193,34 @@ def test_vanilla_mode_is_probability_of_higher_in_group1(model):
     assert ((p >= 0) & (p <= 1)).all()
     assert (table.loc[p > 0.5, "lfc_median"] > 0).all()
     assert (table.loc[p < 0.5, "lfc_median"] <= 0).all()
+
+
+def test_lfc_columns_use_a_smaller_pseudocount_than_the_decision(model, monkeypatch):
+    """The decision uses ε, the lfc_* summaries ε / 1000 (as scvi-tools): a feature far below ε
+    in both groups keeps its fold change in lfc_mean but is not called on it."""
+    import mmaavi.differential as de
+
+    n_features = model.data.n_features("adt")
+    level = {1: np.full(n_features, 1e-3), 2: np.full(n_features, 1e-3)}
+    level[1][:3] = [4e-6, 0.02, 0.0]  # group1: tiny, high, exactly zero
+    level[2][:3] = [1e-6, 0.01, 0.0]
+    calls = []
+
+    def fixed_decode(model, modality, z, *args):
+        calls.append(modality)
+        group = 1 if len(calls) % 2 else 2  # rho1, then rho2, per chunk
+        return torch.from_numpy(level[group]).float().expand(z.shape[0], -1)
+
+    monkeypatch.setattr(de, "_decode", fixed_decode)
+    table = differential(model, GROUPBY, "B", modality="adt", n_samples=50, batch_size=20)
+    rows = table.set_index("feature").loc[model.data.var_names["adt"][:3]]
+    summary = 1e-4 * de.LFC_SUMMARY_PSEUDOCOUNT_FACTOR
+    assert rows.lfc_mean.iloc[0] == pytest.approx(np.log2((4e-6 + summary) / (1e-6 + summary)))
+    assert rows.lfc_mean.iloc[0] > 1.8 and rows.proba_de.iloc[0] == 0  # decided: 0.04 < delta
+    assert rows.lfc_mean.iloc[1] == pytest.approx(1.0, abs=1e-4) and rows.proba_de.iloc[1] == 1
+    assert rows.lfc_mean.iloc[2] == 0
+    zero = differential(model, GROUPBY, "B", modality="adt", n_samples=50, pseudocount=0.0)
+    assert np.isfinite(zero[["lfc_mean", "lfc_min", "lfc_max", "bayes_factor"]].to_numpy()).all()
 
 
 def test_batch_correction_off_uses_own_batch(model, b_vs_rest):

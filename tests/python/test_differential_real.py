@@ -1,41 +1,49 @@
 """Bayes-factor differential features find known biology on the PBMC WNN RNA + ADT mosaic.
 
-One model is trained for the whole file (seed 0, ``n_components=8``, ``max_epochs=20``: about
-1-2 minutes on one CPU thread; the default early-stopped run takes ~110 epochs and 4 minutes);
-the whole file ran in 70 s. Seed 1 at 20 epochs gave the same picture (MS4A1 3, CD79A 1, CD19 31,
-cd20 4, cd19 7, S100A8 4, S100A9 11, cd14 3; A/A 0 features called).
-The rank of a marker is its position within its modality's rows of the table (sorted by
-``bayes_factor``), out of 500 genes or 224 antibodies. Measured with ``n_samples=5000``:
+The model is the session's default PBMC model (conftest ``pbmc_default_model``, shared with the
+integration-quality test): seed 0, ``n_components=8``, default training (early stopping, 92
+epochs, ~3 minutes on one CPU thread). The rank of a marker is its position within its
+modality's rows of the table, out of 500 genes or 224 antibodies. The table is sorted by
+``bayes_factor``; with ``n_samples=5000`` about 30 B-cell genes reach the Monte Carlo ceiling
+(``proba_de`` 1, BF 9.2), and those ties are ordered by ``|lfc_mean|``, which is summarised with
+a pseudocount 1000 times smaller than the decision's (as scvi-tools does), so that a feature
+almost absent outside the group keeps its large fold change. Measured (rank, BF):
 
-=====================  ===================  ===================  ====================
-marker                 20 epochs (seed 0)   40 epochs (seed 0)   300 max (111 epochs)
-=====================  ===================  ===================  ====================
-B: MS4A1 (RNA)         1, BF 9.2            6, BF 9.2            5, BF 9.2
-B: CD79A (RNA)         2, BF 8.5            4, BF 9.2            7, BF 9.2
-B: CD19 (RNA)          34, BF 6.2           23, BF 9.2           48, BF 6.4
-B: cd20 (ADT)          6, BF 7.1            7, BF 9.2            2, BF 9.2
-B: cd19 (ADT)          7, BF 6.7            5, BF 9.2            4, BF 9.2
-Mono: S100A9 (RNA)     7, BF 5.4            4, BF 8.5            1, BF 9.2
-Mono: S100A8 (RNA)     10, BF 5.2           3, BF 8.5            2, BF 9.2
-Mono: cd14 (ADT)       4, BF 4.8            3, BF 6.3            3, BF 6.4
-=====================  ===================  ===================  ====================
+=====================  ============  ============  ============
+marker                 seed 0 (92)   seed 1 (91)   seed 2 (74)
+=====================  ============  ============  ============
+B: MS4A1 (RNA)         19, BF 9.2    17, BF 9.2    12, BF 8.5
+B: CD79A (RNA)         11, BF 9.2    10, BF 9.2    11, BF 8.5
+B: CD19 (RNA)          3, BF 9.2     28, BF 8.5    72, BF 4.7
+B: cd19 (ADT)          5, BF 9.2     5, BF 9.2     5, BF 8.5
+B: cd20 (ADT)          6, BF 9.2     6, BF 9.2     3, BF 9.2
+Mono: S100A8 (RNA)     2, BF 9.2     4, BF 7.8     6, BF 7.8
+Mono: S100A9 (RNA)     3, BF 9.2     5, BF 7.8     3, BF 8.5
+Mono: cd14 (ADT)       3, BF 6.7     4, BF 5.5     5, BF 5.9
+=====================  ============  ============  ============
 
-After the fused NB loss (same values to rounding, a different trajectory), 20 epochs, seed 0:
-MS4A1 2, CD79A 6, CD19 48 (BF 5.1), cd19 6, cd20 4, S100A8 5, S100A9 9, cd14 3.
-Default training since the last epoch's weights are kept (92 epochs, seed 0; 2026-12-01):
-MS4A1 3, CD79A 4, CD19 32 (BF 9.2), cd19 5, cd20 7, S100A8 1, S100A9 2, cd14 3; the same run
-with ``restore_best=True`` (epoch 82): CD19 33, the others within one rank.
+(epochs in brackets; the tests assert seed 0). **RNA CD19's top-20 rank depends on the seed.**
+Its Bayes factor is at or near the ceiling only when training makes its decoded expression in B
+cells consistently high: on seed 2, ``proba_de`` is 0.9908 (in ~1 % of the paired draws the B
+cell's CD19 is within delta of the other cell's, after ε), and the 71 features ahead of it, all
+higher in B, are the panel's other B-cell genes with ``proba_de`` closer to 1. CD19 RNA is
+sparse in these data: counts in 27 % of the B cells, none in the other cells (CD79A 97 %, MS4A1
+95 %, BANK1 90 % of the B cells).
 
-CD19 (RNA) is called (BF > 3) but never ranks in the top 20 of B vs rest: it is weakly expressed
-in these cells (normalised expression 3e-4) and 25+ stronger B-cell genes among the 500 (the
-immunoglobulins, BANK1, PAX5, CD22, VPREB3, FCRL1/5, TNFRSF13C, ...) outrank it. The test asserts
-the top 50 for it, not the top 20 the issue asked for. CD14 and LYZ are not among the 500 RNA
-features shipped with this data set; S100A8 / S100A9 (classical-monocyte markers) stand in.
+Before the summary pseudocount was reduced (``|lfc_mean|`` with ε = 1e-4 broke the ties) CD19
+ranked 32 with BF 9.2 (seed 0): ε shrinks its fold change (6e-4 in B against 7e-7 elsewhere:
+log2 ratio 10.1 with ε' = 1e-7, 2.7 with ε), so the ~30 saturated B-cell genes expressed more
+highly (the immunoglobulins, BANK1, CD79A, ...) went first. A model trained for only 20 epochs
+does not saturate (CD19 BF 6.1, rank 33 by BF alone): the assertions need the trained model.
+CD14 and LYZ are not among the 500 RNA features shipped with this data set
+(``../shared/data/pbmc_wnn_rna_adt_mosaic/PROVENANCE.md``: HVGs); S100A8 / S100A9
+(classical-monocyte markers) stand in for them, next to the ADT cd14.
 
-Calibration (20 epochs): an A/A split of the Mono cells calls 0 of 724 features DE at
-fdr_target 0.05 (largest BF 1.3 in RNA, 0.8 in ADT); CD4 T likewise 0 (largest BF 2.0). Splitting
-Mono cells by assay, RNA-only batch p1_0 against ADT-only batch p2_0, calls 0 features DE, whereas
-the original's procedure (missing modalities decoded at library size 0) calls nearly all of them.
+Calibration, same model: an A/A split of the Mono cells calls 0 of 724 features DE at
+fdr_target 0.05 (largest BF 2.2; seeds 1-2: 0, 2.3 / 2.0); CD4 T likewise 0 (2.4; 2.3 / 2.2).
+Splitting Mono cells by assay, RNA-only batch p1_0 against ADT-only batch p2_0, calls 0 features
+DE (seeds 0-2), whereas the original's procedure (missing modalities decoded at library size 0)
+calls all of them. The whole file ran in 229 s with the model's training.
 """
 
 from __future__ import annotations
@@ -43,7 +51,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import mmaavi
 from _helpers import rank_in_modality
 from mmaavi.differential import differential
 
@@ -53,10 +60,9 @@ DELTA = 0.25
 
 
 @pytest.fixture(scope="module")
-def model(pbmc_mosaic):
-    model = mmaavi.MMAAVI(pbmc_mosaic(), batch_key="batch", n_components=8)
-    model.train(max_epochs=20, seed=0, progress="none")
-    return model
+def model(pbmc_default_model):
+    """The session's default PBMC model (conftest), shared with the quality test."""
+    return pbmc_default_model
 
 
 @pytest.mark.parametrize(
@@ -67,7 +73,7 @@ def model(pbmc_mosaic):
             [
                 ("rna", "MS4A1", 20),
                 ("rna", "CD79A", 20),
-                ("rna", "CD19", 50),
+                ("rna", "CD19", 20),
                 ("adt", "cd19", 20),
                 ("adt", "cd20", 20),
             ],
