@@ -22,7 +22,8 @@ Mono: S100A9 (RNA)     3, BF 9.2     5, BF 7.8     3, BF 8.5
 Mono: cd14 (ADT)       3, BF 6.7     4, BF 5.5     5, BF 5.9
 =====================  ============  ============  ============
 
-(epochs in brackets; the tests assert seed 0). **RNA CD19's top-20 rank depends on the seed.**
+(epochs in brackets; the tests assert seed 0; every seed's row, and the calibration below:
+``.venv/bin/python benchmarks/differential_markers.py --seed N``). **RNA CD19's top-20 rank depends on the seed.**
 Its Bayes factor is at or near the ceiling only when training makes its decoded expression in B
 cells consistently high: on seed 2, ``proba_de`` is 0.9908 (in ~1 % of the paired draws the B
 cell's CD19 is within delta of the other cell's, after ε), and the 71 features ahead of it, all
