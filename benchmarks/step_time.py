@@ -13,11 +13,14 @@ Run from the repository root (SNARE about 2 minutes, BMMC seconds)::
     .venv/bin/python benchmarks/step_time.py --atac-transform lsi
     .venv/bin/python benchmarks/step_time.py --task bmmc --steps 200
     .venv/bin/python benchmarks/step_time.py --input both     # wide ATAC input vs dense
+    .venv/bin/python benchmarks/step_time.py --output both    # tiled decoder head vs one call
 
 ``--input both`` builds the model twice, once with the wide-input path of ``mmaavi.nn.wide``
 (the default for 4096+ features) and once with every input dense as before it, and alternates
 rounds of 5 steps between the two, so both see the same machine load; it reports CPU
-milliseconds per step for each.
+milliseconds per step for each. ``--output both`` does the same for the decoders' hybrid output
+computed in column tiles (``mmaavi.nn._hybrid_output``, the default for 4096+ features) against
+its two products as single calls (same values bit for bit).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tasks import snare_mosaic  # noqa: E402
 
 import mmaavi  # noqa: E402
+import mmaavi.nn._hybrid_output as _hybrid  # noqa: E402
 import mmaavi.nn.wide as _wide  # noqa: E402
 from mmaavi.module import LossWeights  # noqa: E402
 from mmaavi.train._loop import _deterministic  # noqa: E402
@@ -46,16 +50,19 @@ from mmaavi.train._optim import FlatRMSprop  # noqa: E402
 
 
 @contextmanager
-def _inputs(kind: str):
-    """``dense``: no input counts as wide while inside (the data and the encoders ask
-    ``mmaavi.nn.wide.is_wide``)."""
-    saved = _wide.WIDE_INPUT_FEATURES
-    if kind == "dense":
+def _variant(kind: tuple[str, str]):
+    """``(input, output)``; input ``dense``: no input counts as wide while inside (the data and
+    the encoders ask ``mmaavi.nn.wide.is_wide``); output ``plain``: no decoder output is
+    computed in tiles."""
+    saved = _wide.WIDE_INPUT_FEATURES, _hybrid.TILED_OUTPUT_FEATURES
+    if kind[0] == "dense":
         _wide.WIDE_INPUT_FEATURES = 10**9
+    if kind[1] == "plain":
+        _hybrid.TILED_OUTPUT_FEATURES = 10**9
     try:
         yield
     finally:
-        _wide.WIDE_INPUT_FEATURES = saved
+        _wide.WIDE_INPUT_FEATURES, _hybrid.TILED_OUTPUT_FEATURES = saved
 
 
 def main() -> None:
@@ -63,6 +70,7 @@ def main() -> None:
     parser.add_argument("--task", default="snare", choices=["snare", "bmmc"])
     parser.add_argument("--atac-transform", default="log1p_norm", choices=["log1p_norm", "lsi"])
     parser.add_argument("--input", default="wide", choices=["wide", "dense", "both"])
+    parser.add_argument("--output", default="tiled", choices=["tiled", "plain", "both"])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument(
         "--batch-size", type=int, default=None, help="default: train()'s (SNARE 142, BMMC 32)"
@@ -77,10 +85,14 @@ def main() -> None:
         mmaavi.graph.add_guidance_graph(mdata, "hg38")
         transform = {m: args.atac_transform if m == "atac" else "log1p_norm" for m in mdata.mod}
         kwargs = {"n_components": 11}
-    kinds = ["wide", "dense"] if args.input == "both" else [args.input]
+    if args.input == "both" and args.output == "both":
+        parser.error("compare either --input both or --output both, not both at once")
+    inputs = ["wide", "dense"] if args.input == "both" else [args.input]
+    outputs = ["tiled", "plain"] if args.output == "both" else [args.output]
+    kinds = [(i, o) for i in inputs for o in outputs]
     runs = {}
     for kind in kinds:
-        with _inputs(kind):
+        with _variant(kind):
             torch.manual_seed(0)
             model = mmaavi.MMAAVI(mdata, transform=transform, **kwargs)
             module = model._build_module().train()
@@ -95,10 +107,10 @@ def main() -> None:
     deterministic = _deterministic(True)
     deterministic.__enter__()
 
-    def steps(kind: str, n: int) -> tuple[float, float]:
+    def steps(kind: tuple[str, str], n: int) -> tuple[float, float]:
         data, module, optimizer = runs[kind]
         wall, cpu = time.perf_counter(), time.process_time()
-        with _inputs(kind):
+        with _variant(kind):
             for _ in range(n):
                 idx = np.sort(rng.choice(data.n_cells, args.batch_size, replace=False))
                 out = module.loss(data.minibatch(idx), LossWeights())
@@ -125,7 +137,8 @@ def main() -> None:
                 {
                     "task": "snare_mosaic" if args.task == "snare" else "bmmc_mosaic",
                     "atac_transform": args.atac_transform,
-                    "input": kind,
+                    "input": kind[0],
+                    "output": kind[1],
                     "batch_size": args.batch_size,
                     "seconds_per_step": round(wall / args.steps, 3),
                     "cpu_seconds_per_step": round(cpu / args.steps, 3),

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from ._hybrid_output import hybrid_output
 from ._mlp import mlp, run_batchnorm_safe
 from .likelihoods import SparseCounts, build_likelihood, nb_log_likelihood
 
@@ -59,11 +60,7 @@ class HybridDecoder(nn.Module):
         """``l``, (n_cells, n_features): the hybrid output under each cell's batch affine."""
         head = self.mlp[-1]
         hidden = run_batchnorm_safe(self.mlp[0], z)
-        w = self.mix_weight
-        # o = w * z V^T + (1 - w) * (hidden W^T + b), as two fused multiply-adds; (1 - w) scales
-        # the narrow hidden rather than the output, so W's gradient needs no extra pass
-        o = torch.addmm(head.bias, hidden * (1.0 - w), head.weight.T, beta=1.0 - w)
-        o = torch.addmm(o, z, v.T, alpha=w)
+        o = hybrid_output(hidden, head.weight, head.bias, z, v, self.mix_weight)
         # softplus on the (n_batches, F) table, then gather: one row per batch, not per cell
         scale = nn.functional.softplus(self.scale).index_select(0, batch)
         return torch.addcmul(self.shift.index_select(0, batch), scale, o)
