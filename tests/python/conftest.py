@@ -85,8 +85,9 @@ def pbmc_default_model(pbmc_mosaic):
     """mmaavi with its defaults on the PBMC WNN mosaic (``n_components=8``, seed 0).
 
     Trained once per session (~3 minutes on one CPU thread, 92 epochs) and shared by the tests
-    that need a fully trained model: integration quality and differential markers. A test may
-    add columns to its ``mdata.obs`` (group splits), never change the cells.
+    that need a fully trained model: integration quality, differential markers and the kNN
+    baseline of label transfer. A test may add columns to its ``mdata.obs`` (group splits),
+    never change the cells.
     """
     import mmaavi
 

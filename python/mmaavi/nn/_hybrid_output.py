@@ -62,13 +62,20 @@ class _TiledHybridOutput(torch.autograd.Function):
         return g_hidden, g_weight, g_bias, g_z, g_v, None
 
 
+def _autocast_on_cpu() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled()
+
+
 def _tiled(hidden: torch.Tensor, weight: torch.Tensor) -> bool:
     # CPU float32 only: on a GPU one call is fast, and under autocast the products change dtype
     return (
         weight.shape[0] >= TILED_OUTPUT_FEATURES
         and hidden.device.type == "cpu"
         and hidden.dtype == weight.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
+        and not _autocast_on_cpu()
     )
 
 
