@@ -3,8 +3,9 @@
 For a wide modality (ATAC: 25,734 peaks) these two products are the largest of a training step.
 On the CPU, MKL computes the (n_cells x 256) x (256 x F) product several times slower per
 multiply-add as one call than in column tiles of ~1,000 features (the tile of ``W`` and of the
-output stay in cache): on the SNARE-seq mosaic's ATAC head, forward and backward together took
-~175 ms as single calls and ~125 ms tiled (``benchmarks/step_time.py --output both``). Each output
+output stay in cache): the SNARE-seq ATAC head's forward and backward took ~175 ms as single
+calls and ~125 ms tiled for 95 cells (a stand-alone timing), and a whole training step 0.405 ->
+0.367 CPU s (``benchmarks/step_time.py --atac-transform lsi --output both``). Each output
 element and each gradient element is the same sum over the same terms either way, so the tiled
 products give the same values bit for bit (``tests/python/nn/test_hybrid_output.py``).
 """
