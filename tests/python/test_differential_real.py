@@ -29,12 +29,13 @@ cells consistently high: on seed 2, ``proba_de`` is 0.9908 (in ~1 % of the paire
 cell's CD19 is within delta of the other cell's, after ε), and the 71 features ahead of it, all
 higher in B, are the panel's other B-cell genes with ``proba_de`` closer to 1. CD19 RNA is
 sparse in these data: counts in 27 % of the B cells, none in the other cells (CD79A 97 %, MS4A1
-95 %, BANK1 90 % of the B cells). On seed 2 the 46 failing draws (of 5000) come from 3 of the 108
-B cells, mostly two whose B markers are weak: ADT cd19 38 and 44 counts (B median 355), cd20 6 and
-4 (median 24), one of them (p3_0_3316, paired) with no CD19, MS4A1 or CD79A RNA count. The seed-2
-model decodes their CD19 at ~2e-5 (B median 5e-4), so the rank follows how a seed places a few
-ambiguous cells labelled B, not a bias of the procedure (ad-hoc script over ``_posterior_stats``'
-draws, 2026-12-08).
+95 %, BANK1 90 % of the B cells). On seed 2, 46 of the 5000 paired draws miss, and they come
+from the 3 B cells the model decodes with the least CD19 (1.7e-5, 2.9e-5, 5.9e-5; B median
+5e-4), mostly the first two, whose B markers are weak: ADT cd19 38 and 44 counts (B median 355),
+cd20 6 and 4 (median 24); the first (p3_0_3316, paired) has no CD19, MS4A1 or CD79A RNA count.
+So the rank follows how a seed places a few ambiguous cells labelled B, not a bias of the
+procedure (``differential_markers.py --seed 2`` prints the missed draws and those cells; which
+draws came from which cells was counted once, ad hoc, on 2026-12-08).
 
 Before the summary pseudocount was reduced (``|lfc_mean|`` with ε = 1e-4 broke the ties) CD19
 ranked 32 with BF 9.2 (seed 0): ε shrinks its fold change (6e-4 in B against 7e-7 elsewhere:
