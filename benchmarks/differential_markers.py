@@ -78,12 +78,8 @@ def _weakest(model, group: str, gene: str, n: int = 3) -> dict:
     out = {"median": float(f"{np.median(decoded):.2g}")}
     for k in np.argsort(decoded)[:n]:
         name = obs.index[cells[k]]
-        counts = {}
-        for protein in ("cd19", "cd20"):
-            counts[protein] = None
-            if name in adt.obs_names:
-                x = adt[name, protein].X
-                counts[protein] = float(x.toarray().item() if hasattr(x, "toarray") else x.item())
+        measured = name in adt.obs_names  # one count: .sum() reads sparse and dense alike
+        counts = {p: float(adt[name, p].X.sum()) if measured else None for p in ("cd19", "cd20")}
         out[name] = {"decoded": float(f"{decoded[k]:.2g}"), **counts}
     return out
 
